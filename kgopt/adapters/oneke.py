@@ -1,0 +1,66 @@
+"""The OneKE/IEPile prompt as a DSPy adapter.
+
+A prompt is the system line OneKE was trained with, then each demonstration as a
+user/assistant turn pair, then the query. Every user turn is the instruction JSON
+``{"instruction", "schema", "input"}`` (``instruction`` = the predictor's signature
+instructions, so optimisers that rewrite instructions rewrite exactly this text); every
+assistant turn is the JSON answer. Parsing returns the raw answer text untouched: the
+task-aware parser (``kgopt.core.parsing``) validates it against the chunk's schema, and
+the scorer needs the raw text for the official, strict numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dspy
+from dspy.clients._deprecation import adapter_message_call  # marks the LM call as adapter-owned
+
+SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
+
+
+def instruction_json(instruction: str, schema: Any, text: str) -> str:
+    # stdlib json with ensure_ascii=False: byte-for-byte the format IEPile's converter writes.
+    return json.dumps({"instruction": instruction, "schema": schema, "input": text}, ensure_ascii=False)
+
+
+class OneKEAdapter(dspy.Adapter):
+    """Renders ``text`` + ``chunk`` (schema chunk) inputs as OneKE instruction JSON; the answer is raw text."""
+
+    def __init__(self, system_prompt: str = SYSTEM_PROMPT, response_format: dict | None = None):
+        super().__init__()
+        self.system_prompt = system_prompt
+        # Server-side constrained decoding (JSON schema), passed through to the endpoint.
+        self.response_format = response_format
+
+    def format(self, signature, demos, inputs):
+        messages = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        for demo in demos:
+            if demo.get("text") is None or demo.get("answer") is None:
+                continue  # a demo without an answer teaches nothing
+            messages.append({"role": "user", "content": instruction_json(signature.instructions, demo.get("chunk", []), demo["text"])})
+            messages.append({"role": "assistant", "content": demo["answer"]})
+        messages.append({"role": "user", "content": instruction_json(signature.instructions, inputs.get("chunk", []), inputs["text"])})
+        return messages
+
+    def parse(self, signature, completion):
+        return {"answer": completion if isinstance(completion, str) else ""}
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        if self.response_format is not None and "response_format" not in lm_kwargs:
+            lm_kwargs = {**lm_kwargs, "response_format": self.response_format}
+        messages = self.format(signature, demos, inputs)
+        with adapter_message_call(lm, messages):
+            outputs = lm(messages=messages, **lm_kwargs)
+        # Unlike DSPy's base adapter, an empty answer is not an exception: it is an answer
+        # (the parser reports it as "empty"), so one silent chunk does not lose a record.
+        return [self.parse(signature, out.get("text") if isinstance(out, dict) else out) for out in outputs]
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        messages = self.format(signature, demos, inputs)
+        with adapter_message_call(lm, messages):
+            outputs = await lm.acall(messages=messages, **lm_kwargs)
+        return [self.parse(signature, out.get("text") if isinstance(out, dict) else out) for out in outputs]

@@ -1,0 +1,152 @@
+"""``kgopt`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from loguru import logger
+
+from kgopt.errors import KgoptError
+
+app = typer.Typer(
+    name="kgopt",
+    help="Optimisation-driven prompt compiler for knowledge-graph construction with an LLM "
+    "(IEPile / InstructIE tasks, zh + en, OneKE instruction format).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Task(str, Enum):
+    NER = "NER"
+    RE = "RE"
+    EE = "EE"
+    EET = "EET"
+    EEA = "EEA"
+    KG = "KG"
+
+
+class Lang(str, Enum):
+    zh = "zh"
+    en = "en"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", format="<level>{level: <7}</level> {message}")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _fmt(scores: dict) -> str:
+    if "event" in scores:
+        return "  ".join(f"{lvl}: P {s['P']:6.2f}  R {s['R']:6.2f}  F1 {s['F1']:6.2f}" for lvl, s in scores.items())
+    return f"P {scores['P']:6.2f}  R {scores['R']:6.2f}  F1 {scores['F1']:6.2f}"
+
+
+def _print_report(data: dict) -> None:
+    typer.echo(f"{data['task']}  instances {data['instances']}  errors {data['errors']}")
+    typer.echo(f"  {'total':<24} {_fmt(data['total'])}")
+    for src, s in data.get("by_source", {}).items():
+        typer.echo(f"  {src:<24} {_fmt(s['total'])}  (instances {s['instances']}, errors {s['errors']})")
+    if data.get("ccks2023"):
+        c = data["ccks2023"]
+        typer.echo(f"  CCKS2023: F1 {c['F1']:.2f}  Rouge-2 {c['rouge2']:.2f}  score {c['score']:.2f}")
+
+
+EndpointOpt = typer.Option(None, "--api-base", help="OpenAI-compatible base URL, e.g. http://HOST:8192/v1 (env KGOPT_API_BASE). Unset: the embedded model.")
+ModelOpt = typer.Option(None, "--model", help="Model name served there, e.g. novel (env KGOPT_MODEL).")
+KeyOpt = typer.Option(None, "--api-key", help="API key (env KGOPT_API_KEY; default EMPTY). Never logged.")
+ConfigOpt = typer.Option(None, "--config", help="A kgopt.toml with an [endpoint] table (default: ./kgopt.toml if present).")
+
+
+@app.command()
+def score(
+    task: Task = typer.Option(..., "--task", help="Task the predictions are for."),
+    input: Path = typer.Option(..., "--input", help="Predictions in the IEPile evaluator format (JSON lines)."),
+    sort_by: Optional[str] = typer.Option(None, "--sort-by", help="Also report per group; only 'source' is supported."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    lenient: bool = typer.Option(False, "--lenient", help="Parse outputs leniently (repair JSON, validate against each chunk's schema)."),
+) -> None:
+    """Score predictions with the official IEPile semantics (exact P/R/F1, errors, instances)."""
+    from kgopt.data.jsonio import dumps
+    from kgopt.evaluate import score_file
+
+    if sort_by not in (None, "source"):
+        _fail(ValueError(f"--sort-by supports 'source' only, got {sort_by!r}"))
+    try:
+        report = score_file(task.value, input, lenient=lenient)
+    except KgoptError as exc:
+        _fail(exc)
+    data = report.to_json(with_sources=sort_by == "source")
+    if as_json:
+        typer.echo(dumps(data))
+    else:
+        _print_report(data)
+
+
+@app.command()
+def evaluate(
+    task: Task = typer.Option(..., "--task", help="IE task."),
+    lang: Lang = typer.Option(..., "--lang", help="Language of the data and the instruction."),
+    source: Optional[str] = typer.Option(None, "--source", help="One IEPile source (e.g. CrossNER_AI); default: all of the task's sources."),
+    split: str = typer.Option("test", "--split", help="train, dev (InstructIE: valid) or test."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N records per source."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR)."),
+    program: Optional[Path] = typer.Option(None, "--program", help="A saved program (.json). Default: the zero-shot OneKE baseline."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for predictions.jsonl and scores.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
+    api_base: Optional[str] = EndpointOpt,
+    model: Optional[str] = ModelOpt,
+    api_key: Optional[str] = KeyOpt,
+    config: Optional[Path] = ConfigOpt,
+    max_tokens: int = typer.Option(512, "--max-tokens", min=16, help="Longest answer per call."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Run a program over a split, write evaluator-format predictions, and print the scores."""
+    _setup_logging(verbose)
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.lm import connect
+    from kgopt.data.jsonio import dumps
+    from kgopt.evaluate import evaluate as run
+
+    try:
+        cfg = resolve_endpoint(api_base, model, api_key, config_path=config)
+        conn = connect(cfg, max_tokens=max_tokens, cache=not no_cache)
+        ev = run(task.value, lang.value, conn, split, source, limit, data_dir, program, threads, out)
+    except KgoptError as exc:
+        _fail(exc)
+    data = ev.to_json()
+    if as_json:
+        typer.echo(dumps(data))
+        return
+    _print_report(data)
+    u = data["llm"]
+    typer.echo(
+        f"LLM: {u['calls']} calls, {u['cache_hits']} from cache, {u['failed_calls']} failed, "
+        f"{u['total_tokens']} tokens, {data['seconds']}s"
+    )
+    typer.echo(f"predictions: {data['predictions']}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks, their datasets and schema split sizes."""
+    from kgopt.core.tasks import TASKS
+
+    for spec in TASKS.values():
+        typer.echo(f"{spec.name:<4} {spec.dataset:<11} split {spec.split_size}  answer shape: {spec.shape}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

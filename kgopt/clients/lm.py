@@ -1,0 +1,251 @@
+"""The LLM client: one DSPy LM over any OpenAI-compatible endpoint.
+
+Why a client of our own rather than ``dspy.LM``: three facts measured with DSPy 3.4.1.
+An ``openai/`` model sends ``max_completion_tokens``, which vLLM/llama.cpp servers may
+ignore (they then generate until the context is full); DSPy's response cache key ignores
+``api_base``, so two endpoints serving the same model name would share answers; and its
+disk cache stores pickles, which kgopt never loads. ``EndpointLM`` sends ``max_tokens``
+through the official ``openai`` client, retries 429/5xx/timeouts/connection errors with
+exponential backoff and jitter, and caches responses as JSON in SQLite keyed by the
+endpoint's identity (for the embedded model: the weights' fingerprint, not the port).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+import openai
+from loguru import logger
+from openai.types.chat import ChatCompletion
+
+from kgopt.clients.config import EndpointConfig
+from kgopt.errors import EndpointError
+
+# DSPy 3.4 marks BaseLM.forward subclasses as the legacy plugin path; it is supported
+# throughout 3.4, which kgopt pins. The warning says nothing a kgopt user can act on.
+warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM.forward")
+
+_SENT_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed", "n", "response_format", "presence_penalty", "frequency_penalty")
+
+
+def kgopt_home() -> Path:
+    return Path(os.environ.get("KGOPT_HOME", Path.home() / ".cache" / "kgopt"))
+
+
+class ResponseCache:
+    """Chat responses as JSON rows in SQLite (no pickles). Safe across threads."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, response TEXT, created REAL)")
+        self._db.commit()
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            return None  # a damaged row is a miss, not a crash
+
+    def put(self, key: str, identity: str, response: dict) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
+                (key, identity, json.dumps(response, ensure_ascii=False), time.time()),
+            )
+            self._db.commit()
+
+
+@dataclass
+class Usage:
+    """LLM calls and tokens, counted across threads."""
+
+    calls: int = 0  # requests that reached the endpoint and succeeded
+    cache_hits: int = 0
+    failures: int = 0  # calls that failed after all retries
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def snapshot(self) -> dict[str, int]:
+        names = ("calls", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens")
+        with self._lock:
+            d = {k: getattr(self, k) for k in names}
+        d["total_tokens"] = d["prompt_tokens"] + d["completion_tokens"]
+        return d
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500 or exc.status_code in (408, 409, 429)
+    return False
+
+
+def _retry_after(exc: Exception) -> float | None:
+    resp = getattr(exc, "response", None)
+    try:
+        value = resp.headers.get("retry-after") if resp is not None else None
+        return min(float(value), 60.0) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+class EndpointLM(dspy.BaseLM):
+    """A DSPy LM for an OpenAI-compatible chat endpoint, with retries, JSON cache and usage."""
+
+    def __init__(
+        self,
+        api_base: str,
+        model: str,
+        api_key: str = "EMPTY",
+        identity: str | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        cache: ResponseCache | None = None,
+        backoff: float = 0.5,
+    ):
+        super().__init__(model=model, model_type="chat", temperature=temperature, max_tokens=max_tokens, cache=False)
+        self.api_base = api_base
+        self.identity = identity or f"{api_base}|{model}"
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.response_cache = cache
+        self.usage = Usage()
+        # openai's own retries are off: ours log, count and honour Retry-After.
+        self._client = openai.OpenAI(base_url=api_base, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0)
+
+    def _request(self, messages: list[dict], kwargs: dict[str, Any]) -> dict[str, Any]:
+        merged = {**self.kwargs, **kwargs}
+        req = {k: merged[k] for k in _SENT_PARAMS if merged.get(k) is not None}
+        req["model"] = self.model
+        req["messages"] = messages
+        return req
+
+    def cache_key(self, req: dict[str, Any]) -> str:
+        blob = json.dumps({"identity": self.identity, "request": req}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        if messages is None:
+            messages = [{"role": "user", "content": prompt or ""}]
+        use_cache = kwargs.pop("cache", True) and self.response_cache is not None
+        for k in ("rollout_id", "num_retries"):
+            kwargs.pop(k, None)
+        req = self._request(messages, kwargs)
+        key = self.cache_key(req) if use_cache else None
+        if key:
+            hit = self.response_cache.get(key)
+            if hit is not None:
+                self.usage.add(cache_hits=1)
+                resp = ChatCompletion.model_validate(hit)
+                resp.usage = None  # a cached answer costs no tokens
+                return resp
+        resp = self._send(req)
+        if key:
+            self.response_cache.put(key, self.identity, resp.model_dump(mode="json"))
+        return resp
+
+    def _send(self, req: dict[str, Any]) -> ChatCompletion:
+        attempt = 0
+        while True:
+            try:
+                resp = self._client.chat.completions.create(**req)
+                if not getattr(resp, "choices", None):
+                    raise EndpointError(f"{self.api_base}: response has no choices")
+                u = resp.usage
+                self.usage.add(
+                    calls=1,
+                    prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+                    completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+                )
+                return resp
+            except Exception as exc:
+                if not _retryable(exc) or attempt >= self.max_retries:
+                    self.usage.add(failures=1)
+                    raise
+                delay = _retry_after(exc) or min(self.backoff * 2**attempt, 30.0) * (0.5 + random.random())
+                attempt += 1
+                self.usage.add(retries=1)
+                logger.debug("{} on {}; retry {}/{} in {:.1f}s", type(exc).__name__, self.api_base, attempt, self.max_retries, delay)
+                time.sleep(delay)
+
+    def dump_state(self) -> dict[str, Any]:
+        # Never the key: programs are saved with their LM state in some DSPy paths.
+        return {"model": self.model, "api_base": self.api_base, **{k: v for k, v in self.kwargs.items() if k in _SENT_PARAMS}}
+
+
+@dataclass
+class Connection:
+    """A ready LM plus what produced it (for manifests and logs)."""
+
+    lm: EndpointLM
+    config: EndpointConfig
+    identity: str
+    embedded: bool
+
+    @property
+    def model(self) -> str:
+        return self.lm.model
+
+
+def connect(
+    config: EndpointConfig,
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+    cache: bool = True,
+) -> Connection:
+    """Build the LM for a config, starting the embedded model if no endpoint is set.
+
+    Call this from the main thread: the embedded server is tied to the thread that starts it.
+    """
+    if config.embedded:
+        from kgopt.clients.embedded import EMBEDDED_MODEL_NAME, model_fingerprint, shared_embedded_server
+
+        server = shared_embedded_server()
+        api_base, model = server.api_base, EMBEDDED_MODEL_NAME
+        identity = f"embedded|{model_fingerprint(server.gguf)}"
+    else:
+        api_base, model = config.api_base, config.model
+        identity = config.identity()
+        logger.info("using endpoint {} model {}", api_base, model)
+    rcache = ResponseCache(kgopt_home() / "responses.sqlite") if cache else None
+    lm = EndpointLM(
+        api_base=api_base,
+        model=model,
+        api_key=config.api_key,
+        identity=identity,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+        cache=rcache,
+    )
+    return Connection(lm=lm, config=config, identity=identity, embedded=config.embedded)

@@ -1,0 +1,93 @@
+"""Plain data types for schemas and records, and the schema round-robin.
+
+Pure: no I/O, no providers. Everything here is what the rest of kgopt passes around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An IEPile three-line schema (types, roles, type -> roles), or one InstructIE topic.
+
+    For IEPile: ``types`` are entity or event types, ``roles`` relation names or argument
+    roles, ``type_roles`` maps an event type to its roles.
+    For an InstructIE topic: ``types`` is ``[topic]``, ``roles`` the topic's relations and
+    ``signatures`` the ``headtype_relation_tailtype`` strings.
+    """
+
+    types: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    type_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    signatures: tuple[str, ...] = ()
+
+    @classmethod
+    def make(cls, types=(), roles=(), type_roles=None, signatures=()) -> "Schema":
+        return cls(
+            types=tuple(types),
+            roles=tuple(roles),
+            type_roles={k: tuple(v) for k, v in (type_roles or {}).items()},
+            signatures=tuple(signatures),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "types": list(self.types),
+            "roles": list(self.roles),
+            "type_roles": {k: list(v) for k, v in self.type_roles.items()},
+            "signatures": list(self.signatures),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Schema":
+        return cls.make(
+            data.get("types", ()), data.get("roles", ()), data.get("type_roles", {}), data.get("signatures", ())
+        )
+
+
+@dataclass
+class Record:
+    """One annotated (or unannotated) text in IEPile's unified format.
+
+    ``labels`` holds the gold list exactly as the unified files do: NER
+    ``{"entity","entity_type"}``, RE ``{"head","relation","tail"}``, EE/EET/EEA
+    ``{"event_trigger","event_type","arguments":[{"argument","role"}]}``, KG adds
+    ``head_type``/``tail_type`` to RE's keys.
+    """
+
+    id: str
+    text: str
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+    cate: str | None = None  # InstructIE topic
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "source": self.source, "text": self.text, "labels": self.labels}
+        if self.cate is not None:
+            out["cate"] = self.cate
+        return out
+
+
+def split_round_robin(items: list[Any], split_size: int) -> list[list[Any]]:
+    """Split a schema's label list into chunks the way IEPile/OneKE build instructions.
+
+    Full chunks of ``split_size``; a remainder of at least ``max(1, split_size // 2)``
+    becomes its own chunk, a shorter one joins the previous chunk. An empty list gives
+    one empty chunk so that every record is still asked once.
+    """
+    if split_size < 1:
+        raise ValueError(f"split_size must be >= 1, got {split_size}")
+    if not items:
+        return [[]]
+    full = max(len(items) // split_size, 1) * split_size
+    chunks = [list(items[i : i + split_size]) for i in range(0, min(full, len(items)), split_size)]
+    rest = list(items[full:])
+    if rest:
+        if len(rest) >= max(1, split_size // 2):
+            chunks.append(rest)
+        else:
+            chunks[-1].extend(rest)
+    return chunks

@@ -1,0 +1,144 @@
+"""Streaming JSON readers: JSON lines and JSON arrays, with file:line in every error.
+
+IEPile's train.json is hundreds of megabytes: nothing here loads a whole file. JSON-lines
+files are read line by line; an array file is decoded element by element from a buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import ujson
+
+from kgopt.errors import DataError
+
+_CHUNK = 1 << 20
+
+
+def _first_char(path: Path) -> str:
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(4096)
+            if not block:
+                return ""
+            stripped = block.lstrip(b" \t\r\n\xef\xbb\xbf")
+            if stripped:
+                return chr(stripped[0])
+
+
+def iter_json(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, object)`` for each record of a JSON-lines or JSON-array file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", str(path))
+    if _first_char(path) == "[":
+        yield from _iter_array(path)
+    else:
+        yield from _iter_lines(path)
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 ({exc.reason} at byte {exc.start})", str(path), lineno) from None
+            try:
+                yield lineno, ujson.loads(line)
+            except ValueError:
+                # ujson's messages are terse; the stdlib says what and where.
+                try:
+                    json.loads(line)
+                    reason = "invalid JSON"
+                except ValueError as exc:
+                    reason = f"invalid JSON: {exc}"
+                raise DataError(reason, str(path), lineno) from None
+
+
+def _iter_array(path: Path) -> Iterator[tuple[int, Any]]:
+    decoder = json.JSONDecoder()
+    with open(path, "r", encoding="utf-8-sig") as fh:
+        buf = ""
+        line = 1  # line number of buf[0]
+        eof = False
+        pos = 0
+
+        def fill() -> bool:
+            nonlocal buf, pos, line, eof
+            if eof:
+                return False
+            try:
+                more = fh.read(_CHUNK)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 ({exc.reason})", str(path)) from None
+            if not more:
+                eof = True
+                return False
+            line += buf.count("\n", 0, pos)
+            buf = buf[pos:] + more
+            pos = 0
+            return True
+
+        def skip_ws() -> None:
+            nonlocal pos
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    pos += 1
+                if pos < len(buf) or not fill():
+                    return
+
+        fill()
+        skip_ws()
+        if pos >= len(buf) or buf[pos] != "[":
+            raise DataError("expected a JSON array", str(path), line)
+        pos += 1
+        first = True
+        while True:
+            skip_ws()
+            if pos >= len(buf):
+                raise DataError("unexpected end of file inside the JSON array", str(path), line + buf.count("\n", 0, pos))
+            if buf[pos] == "]":
+                return
+            if not first:
+                if buf[pos] != ",":
+                    raise DataError("expected ',' between array elements", str(path), line + buf.count("\n", 0, pos))
+                pos += 1
+                skip_ws()
+            first = False
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    if end >= len(buf) and fill():
+                        continue  # a scalar may go on past the buffer edge
+                    break
+                except json.JSONDecodeError as exc:
+                    # An element cut by the buffer edge: read more and try again.
+                    if fill():
+                        continue
+                    raise DataError(f"invalid JSON: {exc.msg}", str(path), line + buf.count("\n", 0, exc.pos)) from None
+            yield line + buf.count("\n", 0, pos), obj
+            pos = end
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterator[Any] | list[Any]) -> int:
+    """Write rows as JSON lines atomically (temp file + rename). Returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(ujson.dumps(row, ensure_ascii=False, escape_forward_slashes=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def dumps(obj: Any, indent: int = 0) -> str:
+    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False, indent=indent)

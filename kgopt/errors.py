@@ -1,0 +1,40 @@
+"""kgopt's exception hierarchy: one root, a few clear subclasses.
+
+Model output never raises (the parser returns a status instead); these are for
+bad input files, bad configuration, unreachable endpoints and bad artifacts.
+"""
+
+from __future__ import annotations
+
+
+class KgoptError(Exception):
+    """Root of every error kgopt raises on purpose."""
+
+
+class DataError(KgoptError):
+    """A dataset or prediction file is malformed. Names the file and line."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        self.reason = message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+
+
+class ConfigError(KgoptError):
+    """Configuration (env vars, kgopt.toml, CLI flags) is invalid or incomplete."""
+
+
+class EndpointError(KgoptError):
+    """The LLM endpoint could not be reached or started."""
+
+
+class ArtifactError(KgoptError):
+    """A saved program file is missing, malformed or incompatible."""
+
+
+class UnknownTaskError(KgoptError, ValueError):
+    """A task name or language that kgopt does not know."""

@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+BUNDLED = ROOT / "dataset"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real annotated data beside the project (falls back to the bundled copy)."""
+    return SHARED if SHARED.is_dir() else BUNDLED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    # Response cache and logs of the tests never touch the user's ~/.cache/kgopt.
+    monkeypatch.setenv("KGOPT_HOME", str(tmp_path_factory.getbasetemp() / "kgopt-home"))
+    for k in ("KGOPT_API_BASE", "KGOPT_MODEL", "KGOPT_API_KEY", "KGOPT_CONFIG", "KGOPT_DATA_DIR"):
+        monkeypatch.delenv(k, raising=False)
