@@ -92,10 +92,9 @@ def run_program(
             logger.warning("record {}/{} failed: {}: {}", ex.record.source, ex.record.id, type(exc).__name__, exc)
             return i, prediction_lines(program, ex, None, f"{type(exc).__name__}: {exc}")
 
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, tqdm(
-            total=len(examples), desc=desc, unit="rec", dynamic_ncols=True
-        ) as bar:
+        with tqdm(total=len(examples), desc=desc, unit="rec", dynamic_ncols=True) as bar:
             futures = [pool.submit(one, i) for i in range(len(examples))]
             for fut in as_completed(futures):
                 i, lines = fut.result()
@@ -106,9 +105,14 @@ def run_program(
                 u = connection.lm.usage.snapshot()
                 bar.set_postfix(calls=u["calls"], cached=u["cache_hits"], tokens=u["total_tokens"], refresh=False)
                 bar.update(1)
+    except BaseException:
+        # Ctrl-C: drop the queued records now; the calls in flight finish, nothing more starts.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
         if partial:
             partial.close()
+    pool.shutdown()
     return [r or [] for r in results]
 
 

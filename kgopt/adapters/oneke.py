@@ -46,6 +46,10 @@ class OneKEAdapter(dspy.Adapter):
         messages.append({"role": "user", "content": instruction_json(signature.instructions, inputs.get("chunk", []), inputs["text"])})
         return messages
 
+    def format_field_with_value(self, fields_with_values, role: str = "assistant") -> str:
+        """An assistant turn is the bare answer text (what DummyLM uses to mimic this format)."""
+        return "\n".join(str(v) for v in fields_with_values.values())
+
     def parse(self, signature, completion):
         return {"answer": completion if isinstance(completion, str) else ""}
 

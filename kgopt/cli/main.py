@@ -36,6 +36,22 @@ class Lang(str, Enum):
     en = "en"
 
 
+def _interruptible() -> None:
+    """Ctrl-C and SIGTERM end a run cleanly (partial results kept, embedded server stopped),
+    even when started from a shell that ignores SIGINT for background jobs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _term)
+
+
 def _setup_logging(verbose: bool) -> None:
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", format="<level>{level: <7}</level> {message}")
@@ -115,6 +131,7 @@ def evaluate(
 ) -> None:
     """Run a program over a split, write evaluator-format predictions, and print the scores."""
     _setup_logging(verbose)
+    _interruptible()
     from kgopt.clients.config import resolve_endpoint
     from kgopt.clients.lm import connect
     from kgopt.data.jsonio import dumps
@@ -126,6 +143,9 @@ def evaluate(
         ev = run(task.value, lang.value, conn, split, source, limit, data_dir, program, threads, out)
     except KgoptError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: records finished so far are in predictions.partial.jsonl", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
     data = ev.to_json()
     if as_json:
         typer.echo(dumps(data))

@@ -1,0 +1,3 @@
+from kgopt.cli.main import app
+
+app(prog_name="kgopt")

@@ -1,0 +1,111 @@
+"""Endpoint configuration and the LLM client, against a local OpenAI-compatible fake server."""
+
+import json
+
+import dspy
+import pytest
+
+from kgopt.clients.config import resolve_endpoint
+from kgopt.clients.lm import EndpointLM, ResponseCache, connect
+from kgopt.errors import ConfigError
+
+from .fakeserver import FakeServer, chat_response
+
+
+def test_precedence_flags_env_toml(tmp_path, monkeypatch):
+    toml = tmp_path / "kgopt.toml"
+    toml.write_text('[endpoint]\napi_base = "http://file:1/v1"\nmodel = "filemodel"\ntimeout = 7\n', encoding="utf-8")
+    cfg = resolve_endpoint(config_path=toml)
+    assert (cfg.api_base, cfg.model, cfg.api_key, cfg.timeout) == ("http://file:1/v1", "filemodel", "EMPTY", 7.0)
+    monkeypatch.setenv("KGOPT_API_BASE", "http://env:2/v1")
+    monkeypatch.setenv("KGOPT_MODEL", "novel")
+    cfg = resolve_endpoint(config_path=toml)
+    assert (cfg.api_base, cfg.model) == ("http://env:2/v1", "novel")
+    cfg = resolve_endpoint(api_base="http://flag:3/v1", config_path=toml)
+    assert cfg.api_base == "http://flag:3/v1" and not cfg.embedded
+
+
+def test_no_configuration_means_embedded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_endpoint().embedded
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"api_base": "localhost:8192"}, "http"),
+        ({"api_base": "http://h:1/v1"}, "model"),
+        ({"api_base": "http://h:1/v1", "model": "m", "timeout": -1}, "timeout"),
+    ],
+)
+def test_bad_config_is_a_clear_error(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_endpoint(**kwargs)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    p = tmp_path / "kgopt.toml"
+    p.write_text("[endpoint]\nmodle = 'x'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"kgopt.toml: unknown key"):
+        resolve_endpoint(config_path=p)
+
+
+def test_sends_max_tokens_and_parses(tmp_path):
+    with FakeServer(lambda req: (200, chat_response('{"person": []}'))) as srv:
+        lm = EndpointLM(srv.url, "novel", api_key="sk-secret", max_tokens=77, cache=None)
+        out = lm(messages=[{"role": "user", "content": "hi"}])
+        assert out == ['{"person": []}']
+        req = srv.requests[0]
+        assert req["max_tokens"] == 77 and "max_completion_tokens" not in req
+        assert req["model"] == "novel" and req["temperature"] == 0.0
+        assert srv.headers[0]["Authorization"] == "Bearer sk-secret"
+        assert lm.usage.snapshot()["calls"] == 1 and lm.usage.snapshot()["total_tokens"] == 15
+        assert "sk-secret" not in json.dumps(lm.dump_state())
+
+
+def test_retries_429_and_5xx_then_succeeds():
+    answers = [(429, {"error": "slow down"}), (500, {"error": "boom"}), (503, "bad gateway"), (200, chat_response("{}"))]
+    with FakeServer(lambda req: answers.pop(0)) as srv:
+        lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01, max_retries=4)
+        assert lm(messages=[{"role": "user", "content": "x"}]) == ["{}"]
+        assert lm.usage.snapshot()["retries"] == 3 and len(srv.requests) == 4
+
+
+def test_gives_up_after_max_retries_and_counts_failure():
+    with FakeServer(lambda req: (500, {"error": "down"})) as srv:
+        lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01, max_retries=2)
+        with pytest.raises(Exception):
+            lm(messages=[{"role": "user", "content": "x"}])
+        assert len(srv.requests) == 3 and lm.usage.snapshot()["failures"] == 1
+
+
+def test_400_is_not_retried():
+    with FakeServer(lambda req: (400, {"error": "bad request"})) as srv:
+        lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01)
+        with pytest.raises(Exception):
+            lm(messages=[{"role": "user", "content": "x"}])
+        assert len(srv.requests) == 1
+
+
+def test_cache_is_per_endpoint(tmp_path):
+    cache = ResponseCache(tmp_path / "r.sqlite")
+    with FakeServer(lambda req: (200, chat_response("A"))) as a, FakeServer(lambda req: (200, chat_response("B"))) as b:
+        msgs = [{"role": "user", "content": "same question"}]
+        lm_a = EndpointLM(a.url, "same-model", cache=cache)
+        lm_b = EndpointLM(b.url, "same-model", cache=cache)
+        assert lm_a(messages=msgs) == ["A"]
+        assert lm_b(messages=msgs) == ["B"]  # same model name, other endpoint: not A's answer
+        assert lm_a(messages=msgs) == ["A"] and len(a.requests) == 1  # answered from the cache
+        assert lm_a.usage.snapshot()["cache_hits"] == 1
+    # a new process (new LM object) reads the same JSON cache
+    assert EndpointLM(a.url, "same-model", cache=ResponseCache(tmp_path / "r.sqlite"))(messages=msgs) == ["A"]
+
+
+def test_connect_uses_configured_endpoint(monkeypatch):
+    with FakeServer(lambda req: (200, chat_response("{}"))) as srv:
+        monkeypatch.setenv("KGOPT_API_BASE", srv.url)
+        monkeypatch.setenv("KGOPT_MODEL", "novel")
+        conn = connect(resolve_endpoint(), cache=False)
+        assert not conn.embedded and conn.model == "novel"
+        with dspy.context(lm=conn.lm):
+            assert conn.lm("hello") == ["{}"]

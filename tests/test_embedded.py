@@ -1,0 +1,69 @@
+"""The embedded default for real: llama.cpp serving SmolLM2-135M on 127.0.0.1, no endpoint set."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
+pytestmark = pytest.mark.llm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _servers() -> list[str]:
+    out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if "llama_cpp.server" in l and "--host 127.0.0.1" in l]
+
+
+def _env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KGOPT_")}
+    env["KGOPT_HOME"] = str(tmp_path / "home")
+    return env
+
+
+def test_evaluate_on_the_embedded_model(tmp_path, shared_data):
+    before = set(_servers())
+    cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI",
+           "--limit", "2", "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "tiny model for trying kgopt out" in res.stderr
+    data = json.loads(res.stdout)
+    assert data["instances"] == 2 and data["llm"]["calls"] > 0 and data["llm"]["failed_calls"] == 0
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    outputs = [json.loads(l)["output"] for l in lines]
+    assert any(o.strip() for o in outputs)  # the model really answered
+    assert set(_servers()) <= before  # stopped on exit: no orphan server
+    # Second run: every answer comes from the response cache, keyed by the weights not the port.
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT, timeout=600)
+    again = json.loads(res.stdout)
+    assert again["llm"]["calls"] == 0 and again["llm"]["cache_hits"] == data["llm"]["calls"]
+    assert again["total"] == data["total"]
+
+
+def test_ctrl_c_stops_the_server(tmp_path, shared_data):
+    before = set(_servers())
+    cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "NER", "--lang", "en", "--data-dir", str(shared_data),
+           "--out", str(tmp_path / "out"), "--no-cache"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=ROOT)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(set(_servers()) - before) == 0:
+        time.sleep(0.5)
+    assert set(_servers()) - before, "the embedded server never started"
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    for _ in range(40):
+        if not (set(_servers()) - before):
+            break
+        time.sleep(0.5)
+    assert not (set(_servers()) - before), "server left running after Ctrl-C"
+    # what was done before the interrupt is kept
+    partial = tmp_path / "out" / "predictions.partial.jsonl"
+    assert partial.exists()

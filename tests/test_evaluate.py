@@ -1,0 +1,122 @@
+"""`kgopt evaluate` end to end against a deterministic OpenAI-compatible server, and programs
+saved/loaded as JSON."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kgopt.cli.main import app
+from kgopt.core.tasks import get_task
+from kgopt.data.readers import load_examples
+from kgopt.errors import ArtifactError
+from kgopt.program import IEProgram, load_program
+
+from .fakeserver import FakeServer, chat_response
+
+
+def _oracle(task, lang, data_dir, split="test", limit=4, fail_on=None):
+    """A server that answers every instruction with the gold answer (or fails on some texts)."""
+    spec = get_task(task)
+    answers = {}
+    for ex in load_examples(task, lang, split, data_dir=data_dir, limit=limit):
+        for chunk in spec.chunks(ex.schema, ex.record):
+            answers[(ex.record.text, json.dumps(chunk, ensure_ascii=False))] = json.dumps(spec.gold_answer(ex.record, chunk), ensure_ascii=False)
+
+    def handler(req):
+        instr = json.loads(req["messages"][-1]["content"])
+        if fail_on and fail_on in instr["input"]:
+            return 500, {"error": "injected"}
+        return 200, chat_response(answers[(instr["input"], json.dumps(instr["schema"], ensure_ascii=False))])
+
+    return handler
+
+
+@pytest.mark.parametrize("task,lang", [("NER", "en"), ("RE", "zh"), ("EE", "zh"), ("EEA", "en"), ("KG", "zh")])
+def test_evaluate_with_a_configured_endpoint(task, lang, shared_data, tmp_path, monkeypatch):
+    with FakeServer(_oracle(task, lang, shared_data)) as srv:
+        monkeypatch.setenv("KGOPT_API_BASE", srv.url)
+        monkeypatch.setenv("KGOPT_MODEL", "novel")
+        res = CliRunner().invoke(app, ["evaluate", "--task", task, "--lang", lang, "--limit", "4", "--threads", "3",
+                                       "--data-dir", str(shared_data), "--out", str(tmp_path), "--json", "--no-cache"])
+        assert res.exit_code == 0, res.output
+        data = json.loads(res.stdout)
+        assert all(r["model"] == "novel" and r["max_tokens"] == 512 for r in srv.requests)
+    total = data["total"]["argument"] if task in ("EE", "EEA") else data["total"]
+    assert data["errors"] == 0 and total == {"P": 100.0, "R": 100.0, "F1": 100.0}
+    assert data["llm"]["calls"] == len(srv.requests) > 0
+    # the prediction file is the official evaluator's format, and `kgopt score` agrees
+    lines = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {"id", "source", "instruction", "label", "output"} <= set(lines[0])
+    assert json.loads(lines[0]["instruction"])["instruction"] == get_task(task).template(lang)
+    res = CliRunner().invoke(app, ["score", "--task", task, "--input", str(tmp_path / "predictions.jsonl"), "--json"])
+    assert json.loads(res.output)["total"] == data["total"]
+
+
+def test_llm_failures_are_recorded_not_fatal(shared_data, tmp_path, monkeypatch):
+    ex = load_examples("NER", "en", "test", data_dir=shared_data, source="CrossNER_AI", limit=4)
+    victim = ex[1].record.text
+    with FakeServer(_oracle("NER", "en", shared_data, limit=4, fail_on=victim)) as srv:
+        monkeypatch.setenv("KGOPT_API_BASE", srv.url)
+        monkeypatch.setenv("KGOPT_MODEL", "novel")
+        monkeypatch.setenv("KGOPT_MAX_RETRIES", "1")
+        res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--limit", "4",
+                                       "--data-dir", str(shared_data), "--out", str(tmp_path), "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    lines = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    failed = [l for l in lines if l["status"] == "error"]
+    assert failed and all(json.loads(l["instruction"])["input"] == victim and "InternalServerError" in l["error"] for l in failed)
+    assert data["llm"]["failed_calls"] == len(failed) and data["errors"] == len(failed)
+    assert data["instances"] == 4  # the failed record still counts, with its gold unmatched
+    assert data["total"]["P"] == 100.0 and data["total"]["R"] < 100.0
+
+
+def test_program_json_roundtrip_and_checks(tmp_path):
+    import dspy
+
+    prog = IEProgram("RE", "zh", split_size=2, instruction="自定义指令")
+    prog.extract.demos = [dspy.Example(text="甲是乙的父亲", chunk=["父母"], answer='{"父母": []}').with_inputs("text", "chunk")]
+    path = prog.save_artifact(tmp_path / "re.json", manifest={"dev_f1": 1.5})
+    raw = path.read_text(encoding="utf-8")
+    assert "自定义指令" in raw  # plain, readable JSON
+    loaded, manifest = load_program(path, task="RE", lang="zh")
+    assert manifest == {"dev_f1": 1.5}
+    assert loaded.split_size == 2 and loaded.instruction == "自定义指令"
+    assert loaded.extract.demos[0]["answer"] == '{"父母": []}'
+    with pytest.raises(ArtifactError, match="a RE program, not NER"):
+        load_program(path, task="NER")
+    art = json.loads(raw)
+    art["dspy_version"] = "2.6.0"
+    (tmp_path / "old.json").write_text(json.dumps(art), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="DSPy 2.6.0"):
+        load_program(tmp_path / "old.json")
+    (tmp_path / "junk.json").write_text("{oops", encoding="utf-8")
+    with pytest.raises(ArtifactError, match="junk.json"):
+        load_program(tmp_path / "junk.json")
+
+
+def test_program_with_dummy_lm_merges_chunks(shared_data):
+    import dspy
+    from dspy.utils.dummies import DummyLM
+
+    from kgopt.adapters.oneke import OneKEAdapter
+
+    ex = load_examples("NER", "en", "test", data_dir=shared_data, source="CrossNER_AI", limit=1)[0]
+    prog = IEProgram("NER", "en")
+    chunks = prog.chunks(ex.schema)
+    assert len(chunks) > 1
+    replies = [{"answer": json.dumps({chunks[0][0]: ["X"]})}] + [{"answer": "not json"}] * (len(chunks) - 1)
+    with dspy.context(lm=DummyLM(replies, adapter=OneKEAdapter())):
+        pred = prog(text=ex.record.text, schema=ex.schema)
+    assert pred.result == [{"entity": "X", "entity_type": chunks[0][0]}]
+    assert [c["status"] for c in pred.calls][0] == "ok"
+
+
+def test_cli_help_and_bad_input(tmp_path):
+    res = CliRunner().invoke(app, ["--help"])
+    assert res.exit_code == 0 and "evaluate" in res.output and "score" in res.output
+    res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "en", "--data-dir", str(tmp_path), "--api-base", "http://127.0.0.1:9/v1", "--model", "m"])
+    assert res.exit_code == 2 and "no IEPile data" in res.output
+    res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "fr"])
+    assert res.exit_code == 2
