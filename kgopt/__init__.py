@@ -25,3 +25,22 @@ __all__ = [
     "ArtifactError",
     "UnknownTaskError",
 ]
+
+_LAZY = {
+    "IEProgram": "kgopt.program",
+    "load_program": "kgopt.program",
+    "connect": "kgopt.clients.lm",
+    "resolve_endpoint": "kgopt.clients.config",
+    "get_task": "kgopt.core.tasks",
+    "TASKS": "kgopt.core.tasks",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name):
+    # DSPy and litellm take seconds to import: load them only when the API is used.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kgopt' has no attribute {name!r}")

@@ -186,6 +186,9 @@ def instructie_root(data_dir: str | os.PathLike | None = None) -> Path:
     raise DataError("no InstructIE data here (expected schema_zh.json, or an InstructIE/ folder)", str(base))
 
 
+SPLITS = ("train", "dev", "valid", "test")  # dev and valid name the same split
+
+
 def _split_file(split: str, dataset: str) -> str:
     if dataset == "instructie":
         return {"dev": "valid"}.get(split, split)
@@ -222,6 +225,8 @@ def load_examples(
     """Records of one task/language/split, each with its schema. ``limit`` applies per source."""
     spec = get_task(task)
     check_lang(lang)
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     out: list[Example] = []
     if spec.dataset == "instructie":
         root = instructie_root(data_dir)
