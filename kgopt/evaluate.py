@@ -119,7 +119,7 @@ def run_program(
 def evaluate(
     task: str,
     lang: str,
-    connection: Connection,
+    connection: Connection | None = None,
     split: str = "test",
     source: str | None = None,
     limit: int | None = None,
@@ -130,6 +130,11 @@ def evaluate(
 ) -> Evaluation:
     """Score a program (the zero-shot baseline by default) on one split; see module doc."""
     started = time.monotonic()
+    if connection is None:
+        from kgopt.clients.config import resolve_endpoint
+        from kgopt.clients.lm import connect
+
+        connection = connect(resolve_endpoint())
     if program is None:
         program = IEProgram(task, lang)
     elif not isinstance(program, IEProgram):

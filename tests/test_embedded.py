@@ -67,3 +67,21 @@ def test_ctrl_c_stops_the_server(tmp_path, shared_data):
     # what was done before the interrupt is kept
     partial = tmp_path / "out" / "predictions.partial.jsonl"
     assert partial.exists()
+
+
+def test_configured_endpoint_takes_the_same_path(tmp_path, shared_data):
+    """KGOPT_API_BASE pointing at a real llama.cpp server: used as is, no embedded server started."""
+    from kgopt.clients.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
+
+    with EmbeddedServer() as server:
+        before = set(_servers())
+        env = _env(tmp_path)
+        env.update(KGOPT_API_BASE=server.api_base, KGOPT_MODEL=EMBEDDED_MODEL_NAME)
+        cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "RE", "--lang", "zh", "--limit", "1",
+               "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--json"]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "tiny model" not in res.stderr and server.api_base in res.stderr
+        assert set(_servers()) == before
+        data = json.loads(res.stdout)
+        assert data["instances"] == 1 and data["llm"]["calls"] >= 1

@@ -2,6 +2,7 @@
 saved/loaded as JSON."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,8 @@ from kgopt.errors import ArtifactError
 from kgopt.program import IEProgram, load_program
 
 from .fakeserver import FakeServer, chat_response
+
+PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 
 
 def _oracle(task, lang, data_dir, split="test", limit=4, fail_on=None):
@@ -37,8 +40,9 @@ def test_evaluate_with_a_configured_endpoint(task, lang, shared_data, tmp_path, 
     with FakeServer(_oracle(task, lang, shared_data)) as srv:
         monkeypatch.setenv("KGOPT_API_BASE", srv.url)
         monkeypatch.setenv("KGOPT_MODEL", "novel")
+        program = ["--program", str(PROGRAMS / f"{task}_{lang}.json")] if task == "NER" else []
         res = CliRunner().invoke(app, ["evaluate", "--task", task, "--lang", lang, "--limit", "4", "--threads", "3",
-                                       "--data-dir", str(shared_data), "--out", str(tmp_path), "--json", "--no-cache"])
+                                       "--data-dir", str(shared_data), "--out", str(tmp_path), "--json", "--no-cache", *program])
         assert res.exit_code == 0, res.output
         data = json.loads(res.stdout)
         assert all(r["model"] == "novel" and r["max_tokens"] == 512 for r in srv.requests)

@@ -81,7 +81,7 @@ def _print_report(data: dict) -> None:
 EndpointOpt = typer.Option(None, "--api-base", help="OpenAI-compatible base URL, e.g. http://HOST:8192/v1 (env KGOPT_API_BASE). Unset: the embedded model.")
 ModelOpt = typer.Option(None, "--model", help="Model name served there, e.g. novel (env KGOPT_MODEL).")
 KeyOpt = typer.Option(None, "--api-key", help="API key (env KGOPT_API_KEY; default EMPTY). Never logged.")
-ConfigOpt = typer.Option(None, "--config", help="A kgopt.toml with an [endpoint] table (default: ./kgopt.toml if present).")
+ConfigOpt = typer.Option(None, "--config", help="A kgopt.toml with an \\[endpoint] table (default: ./kgopt.toml if present).")
 
 
 @app.command()

@@ -236,6 +236,7 @@ def connect(
         api_base, model = config.api_base, config.model
         identity = config.identity()
         logger.info("using endpoint {} model {}", api_base, model)
+        logger.debug("endpoint settings: {}", config.redacted())
     rcache = ResponseCache(kgopt_home() / "responses.sqlite") if cache else None
     lm = EndpointLM(
         api_base=api_base,

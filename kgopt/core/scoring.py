@@ -58,30 +58,25 @@ def _decode(raw: Any) -> tuple[bool, Any]:
     return True, obj
 
 
+def _items(obj: dict, kind: type) -> list[tuple[str, Any]]:
+    """``(label, item)`` for every item of type ``kind`` in the object's list values.
+
+    As upstream: a value that is not a list, or an item of the wrong type, is skipped.
+    """
+    return [(key, v) for key, values in obj.items() if isinstance(values, list) for v in values if isinstance(v, kind)]
+
+
 def _extract_strings(obj: dict) -> list[tuple]:
     """NER ``{type: [entity]}`` -> (entity, type); EET ``{type: [trigger]}`` -> (trigger, type)."""
-    out = []
-    for key, values in obj.items():
-        if not isinstance(values, list):
-            continue
-        for v in values:
-            if isinstance(v, str):
-                out.append((v, key))
-    return out
+    return [(v, key) for key, v in _items(obj, str)]
 
 
 def _extract_triples(obj: dict) -> list[tuple]:
     out = []
-    for key, values in obj.items():
-        if not isinstance(values, list):
-            continue
-        for it in values:
-            if not isinstance(it, dict):
-                continue
-            head = it.get("subject", it.get("head", ""))
-            tail = it.get("object", it.get("tail", ""))
-            if not isinstance(head, str) or not isinstance(tail, str):
-                continue
+    for key, it in _items(obj, dict):
+        head = it.get("subject", it.get("head", ""))
+        tail = it.get("object", it.get("tail", ""))
+        if isinstance(head, str) and isinstance(tail, str):
             out.append((head, key, tail))
     return out
 
@@ -98,30 +93,17 @@ def _arg_tuples(arguments: dict) -> tuple:
 
 def _extract_events(obj: dict) -> list[tuple]:
     out = []
-    for key, values in obj.items():
-        if not isinstance(values, list):
+    for key, v in _items(obj, dict):
+        trigger = v.get("trigger", "")
+        if not isinstance(trigger, str):
             continue
-        for v in values:
-            if not isinstance(v, dict):
-                continue
-            trigger = v.get("trigger", "")
-            if not isinstance(trigger, str):
-                continue
-            arguments = v.get("arguments", {})
-            out.append((key, trigger, _arg_tuples(arguments) if isinstance(arguments, dict) else ()))
+        arguments = v.get("arguments", {})
+        out.append((key, trigger, _arg_tuples(arguments) if isinstance(arguments, dict) else ()))
     return out
 
 
 def _extract_event_args(obj: dict) -> list[tuple]:
-    out = []
-    for key, values in obj.items():
-        if not isinstance(values, list):
-            continue
-        for v in values:
-            if not isinstance(v, dict):
-                continue
-            out.append((key, "", _arg_tuples(v)))
-    return out
+    return [(key, "", _arg_tuples(v)) for key, v in _items(obj, dict)]
 
 
 _EXTRACTORS = {

@@ -72,15 +72,21 @@ def _check_labels(task_key: str, labels: Any, path: Path, lineno: int) -> list[d
     return labels
 
 
-def read_unified(path: str | os.PathLike, label_key: str, source: str = "") -> Iterator[Record]:
-    """IEPile unified records ``{"text", <label_key>: [...]}``; ``id`` is kept if present."""
-    path = Path(path)
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """``(line, record, text)`` for each record object of a file that has a string ``text``."""
     for lineno, obj in iter_json(path):
         if not isinstance(obj, dict):
             raise DataError("a record must be a JSON object", str(path), lineno)
         text = obj.get("text")
         if not isinstance(text, str):
             raise DataError("field 'text' is missing or not a string", str(path), lineno)
+        yield lineno, obj, text
+
+
+def read_unified(path: str | os.PathLike, label_key: str, source: str = "") -> Iterator[Record]:
+    """IEPile unified records ``{"text", <label_key>: [...]}``; ``id`` is kept if present."""
+    path = Path(path)
+    for lineno, obj, text in _records(path):
         labels = _check_labels(label_key, obj.get(label_key, []), path, lineno)
         rid = obj.get("id", lineno)
         yield Record(id=str(rid), text=text, labels=labels, source=source)
@@ -142,12 +148,7 @@ def read_instructie_schema(path: str | os.PathLike) -> dict[str, Schema]:
 def read_instructie(path: str | os.PathLike) -> Iterator[Record]:
     """InstructIE records ``{"id","cate","text","relation":[{head,head_type,relation,tail,tail_type}]}``."""
     path = Path(path)
-    for lineno, obj in iter_json(path):
-        if not isinstance(obj, dict):
-            raise DataError("a record must be a JSON object", str(path), lineno)
-        text = obj.get("text")
-        if not isinstance(text, str):
-            raise DataError("field 'text' is missing or not a string", str(path), lineno)
+    for lineno, obj, text in _records(path):
         cate = obj.get("cate")
         if cate is not None and not isinstance(cate, str):
             raise DataError("field 'cate' must be a string", str(path), lineno)
