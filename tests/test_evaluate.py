@@ -124,3 +124,17 @@ def test_cli_help_and_bad_input(tmp_path):
     assert res.exit_code == 2 and "no IEPile data" in res.output
     res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "fr"])
     assert res.exit_code == 2
+
+
+def test_tasks_and_score_table(tmp_path):
+    res = CliRunner().invoke(app, ["tasks"])
+    assert res.exit_code == 0 and "KG" in res.stdout and "instructie" in res.stdout
+    gold = [{"entity": "Ann", "entity_type": "person"}]
+    line = {"id": "1", "source": "S", "instruction": json.dumps({"instruction": "x", "schema": ["person"], "input": "Ann"}),
+            "label": json.dumps(gold), "output": json.dumps({"person": ["Ann"]})}
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(p), "--sort-by", "source"])
+    assert res.exit_code == 0 and "F1 100.00" in res.stdout and "S " in res.stdout
+    res = CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(p), "--sort-by", "id"])
+    assert res.exit_code == 2 and "source" in res.output

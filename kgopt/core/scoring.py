@@ -283,7 +283,8 @@ def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = 
             raise DataError(f"gold label of record {group.source}/{group.gold!r:.60} lacks a field: {exc}") from None
         total.add(gold, preds)
         src.add(gold, preds)
-        ccks_pairs.append((gold, preds))
+        if ccks:
+            ccks_pairs.append((gold, preds))
     report = ScoreReport(spec.name, total, by_source)
     if ccks:
         report.ccks = ccks2023_score(ccks_pairs)
