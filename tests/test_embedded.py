@@ -77,7 +77,7 @@ def test_configured_endpoint_takes_the_same_path(tmp_path, shared_data):
         before = set(_servers())
         env = _env(tmp_path)
         env.update(KGOPT_API_BASE=server.api_base, KGOPT_MODEL=EMBEDDED_MODEL_NAME)
-        cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "RE", "--lang", "zh", "--limit", "1",
+        cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "NER", "--lang", "zh", "--source", "WeiboNER", "--limit", "1",
                "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--json"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
