@@ -145,3 +145,13 @@ def test_chunks_cover_the_schema_once(shared_data):
             flat = [spec.item_label(it) for c in chunks for it in c]
             expected = list(e.schema.roles if task == "RE" else e.schema.types)
             assert flat == expected
+
+
+def test_missing_split_everywhere_is_an_error(tmp_path):
+    folder = tmp_path / "iepile" / "IE-zh" / "NER" / "OnlyTest"
+    folder.mkdir(parents=True)
+    (folder / "schema.json").write_text('["人名"]\n[]\n{}\n', encoding="utf-8")
+    (folder / "test.json").write_text('{"text": "张三", "entity": []}\n', encoding="utf-8")
+    assert len(load_examples("NER", "zh", "test", data_dir=tmp_path)) == 1
+    with pytest.raises(DataError, match="no NER source has a train split"):
+        load_examples("NER", "zh", "train", data_dir=tmp_path)

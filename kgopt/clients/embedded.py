@@ -171,10 +171,3 @@ def shared_embedded_server() -> EmbeddedServer:
             _server = EmbeddedServer().start()
         return _server
 
-
-def stop_shared_server() -> None:
-    global _server
-    with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None

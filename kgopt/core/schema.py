@@ -33,20 +33,6 @@ class Schema:
             signatures=tuple(signatures),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "types": list(self.types),
-            "roles": list(self.roles),
-            "type_roles": {k: list(v) for k, v in self.type_roles.items()},
-            "signatures": list(self.signatures),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Schema":
-        return cls.make(
-            data.get("types", ()), data.get("roles", ()), data.get("type_roles", {}), data.get("signatures", ())
-        )
-
 
 @dataclass
 class Record:
@@ -63,12 +49,6 @@ class Record:
     labels: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
     cate: str | None = None  # InstructIE topic
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "source": self.source, "text": self.text, "labels": self.labels}
-        if self.cate is not None:
-            out["cate"] = self.cate
-        return out
 
 
 def split_round_robin(items: list[Any], split_size: int) -> list[list[Any]]:

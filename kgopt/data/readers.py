@@ -241,6 +241,7 @@ def load_examples(
             out.append(Example(rec, schemas[rec.cate]))
         return out
     sources = [source] if source else list_sources(spec.name, lang, data_dir)
+    read_any = False
     if not sources:
         raise DataError(f"no {spec.name} sources for {lang}", str(iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]))
     for src in sources:
@@ -251,6 +252,7 @@ def load_examples(
         path = folder / f"{_split_file(split, 'iepile')}.json"
         if not source and not path.is_file():
             continue  # e.g. DeepKE_sample ships a test split only
+        read_any = True
         n = 0
         for rec in read_unified(path, spec.label_key, src):
             if limit is not None and n >= limit:
@@ -260,4 +262,6 @@ def load_examples(
                 continue
             out.append(Example(rec, schema))
             n += 1
+    if not read_any:
+        raise DataError(f"no {spec.name} source has a {split} split", str(iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]))
     return out
