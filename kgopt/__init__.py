@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from kgopt.errors import (  # noqa: E402
     ArtifactError,
+    BudgetExceeded,
     ConfigError,
     DataError,
     EndpointError,
@@ -23,10 +24,13 @@ __all__ = [
     "ConfigError",
     "EndpointError",
     "ArtifactError",
+    "BudgetExceeded",
     "UnknownTaskError",
 ]
 
 _LAZY = {
+    "load": "kgopt.api",
+    "Extractor": "kgopt.api",
     "IEProgram": "kgopt.program",
     "load_program": "kgopt.program",
     "connect": "kgopt.clients.lm",

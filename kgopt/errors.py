@@ -38,3 +38,7 @@ class ArtifactError(KgoptError):
 
 class UnknownTaskError(KgoptError, ValueError):
     """A task name or language that kgopt does not know."""
+
+
+class BudgetExceeded(KgoptError):
+    """The run reached its ``--max-calls`` cap; nothing more is sent to the endpoint."""

@@ -25,6 +25,7 @@ from kgopt.core.parsing import ERROR
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.data.jsonio import dumps, iter_json, write_jsonl
 from kgopt.data.readers import Example, load_examples
+from kgopt.errors import BudgetExceeded
 from kgopt.program import IEProgram, load_program
 
 
@@ -88,6 +89,8 @@ def run_program(
         try:
             pred = program(text=ex.record.text, schema=ex.schema, record=ex.record)
             return i, prediction_lines(program, ex, pred)
+        except BudgetExceeded:
+            raise
         except Exception as exc:  # a bug or a bad record must not lose the others
             logger.warning("record {}/{} failed: {}: {}", ex.record.source, ex.record.id, type(exc).__name__, exc)
             return i, prediction_lines(program, ex, None, f"{type(exc).__name__}: {exc}")

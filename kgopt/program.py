@@ -1,29 +1,76 @@
 """One generic DSPy program for every IE task, parameterised by a ``TaskSpec``.
 
 ``IEProgram(task, lang)`` is the zero-shot OneKE baseline: the official IEPile instruction,
-no demonstrations, the task's default schema split size. Optimisers (the compiler) change
-its predictor's instructions and demos and its ``split_size``; everything is saved as JSON
-(``save``/``load_program``), never pickled.
+no demonstrations, the task's default schema split size. The compiler changes its
+predictor's instruction and demonstrations and the decoding settings in ``ProgramSettings``;
+everything is saved as JSON (``save_artifact``/``load_program``), never pickled.
+
+Demonstrations: the predictor's ``demos`` are a pool. ``demo_selection="fixed"`` shows the
+first ``num_demos`` of it in every call; ``"similar"`` picks, per call, the ``num_demos`` pool
+entries closest to the input text (a bonus for answering the same labels), like DSPy's
+KNNFewShot but without an embedding model.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import dspy
+import ujson
 
 from kgopt import __version__
 from kgopt.adapters.oneke import OneKEAdapter
+from kgopt.core.answer_schema import answer_json_schema, response_format
+from kgopt.core.demos import most_similar
 from kgopt.core.parsing import ERROR, merge_labels, parse_answer
 from kgopt.core.schema import Record, Schema
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.jsonio import dumps
-from kgopt.errors import ArtifactError
+from kgopt.errors import ArtifactError, BudgetExceeded
 
 ARTIFACT_FORMAT = 1
+DEMO_SELECTIONS = ("fixed", "similar")
+OUTPUT_MODES = ("plain", "json")  # json: server-side constrained decoding to the answer schema
+
+
+@dataclass
+class ProgramSettings:
+    """How a program asks: everything besides the instruction text and the demos."""
+
+    split_size: int | None = None  # schema items per call; None: the task's default
+    num_demos: int = 0  # demonstrations shown per call
+    demo_selection: str = "fixed"
+    output: str = "plain"
+    temperature: float | None = None  # None: the connection's default
+    max_tokens: int | None = None
+    max_items: int | None = None  # json output: cap on each label's list
+    max_len: int | None = None  # json output: cap on each string's length
+
+    def __post_init__(self):
+        if self.demo_selection not in DEMO_SELECTIONS:
+            raise ValueError(f"demo_selection must be one of {DEMO_SELECTIONS}, got {self.demo_selection!r}")
+        if self.output not in OUTPUT_MODES:
+            raise ValueError(f"output must be one of {OUTPUT_MODES}, got {self.output!r}")
+        if self.num_demos < 0 or (self.split_size is not None and self.split_size < 1):
+            raise ValueError("num_demos must be >= 0 and split_size >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ProgramSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def demo_labels(demo: Any) -> set[str]:
+    """Labels a demonstration's answer fills (keys with a non-empty value)."""
+    try:
+        ans = ujson.loads(demo.get("answer") or "{}")
+    except ValueError:
+        return set()
+    return {k for k, v in ans.items() if v} if isinstance(ans, dict) else set()
 
 
 class IESignature(dspy.Signature):
@@ -35,12 +82,26 @@ class IESignature(dspy.Signature):
 
 
 class IEProgram(dspy.Module):
-    def __init__(self, task: str, lang: str, split_size: int | None = None, instruction: str | None = None):
+    def __init__(
+        self,
+        task: str,
+        lang: str,
+        split_size: int | None = None,
+        instruction: str | None = None,
+        settings: ProgramSettings | None = None,
+    ):
         super().__init__()
         self.spec = get_task(task)
         self.lang = check_lang(lang)
-        self.split_size = split_size or self.spec.split_size
+        self.settings = settings or ProgramSettings()
+        if split_size:
+            self.settings.split_size = split_size
+        self.settings.split_size = self.settings.split_size or self.spec.split_size
         self.extract = dspy.Predict(IESignature.with_instructions(instruction or self.spec.template(lang)))
+
+    @property
+    def split_size(self) -> int:
+        return self.settings.split_size
 
     @property
     def task(self) -> str:
@@ -53,15 +114,49 @@ class IEProgram(dspy.Module):
     def chunks(self, schema: Schema, record: Record | None = None) -> list[list[Any]]:
         return self.spec.chunks(schema, record, self.split_size)
 
-    def forward(self, text: str, schema: Schema, record: Record | None = None, **_: Any) -> dspy.Prediction:
-        """Ask every schema chunk, parse each answer, merge. An LLM failure is recorded, not raised."""
+    def select_demos(self, text: str, chunk: list[Any]) -> list[Any]:
+        k, pool = self.settings.num_demos, self.extract.demos
+        if k <= 0 or not pool:
+            return []
+        if self.settings.demo_selection == "fixed":
+            return list(pool[:k])
+        wanted = {self.spec.item_label(it) for it in chunk}
+        return most_similar(text, pool, k, key=lambda d: d.get("text", ""), bonus=lambda d: 0.5 if demo_labels(d) & wanted else 0.0)
+
+    def call_config(self, chunk: list[Any]) -> dict[str, Any]:
+        """Per-call LM settings: decoding knobs, and the answer schema in json mode."""
+        st, config = self.settings, {}
+        if st.temperature is not None:
+            config["temperature"] = st.temperature
+            if st.temperature > 0:
+                config["seed"] = 0  # sampled, but reproducible where the server honours seeds
+        if st.max_tokens:
+            config["max_tokens"] = st.max_tokens
+        if st.output == "json":
+            lm = self.extract.lm or dspy.settings.lm
+            dialect = getattr(lm, "json_dialect", "openai")
+            config["response_format"] = response_format(answer_json_schema(self.spec, chunk, st.max_items, st.max_len), dialect)
+        return config
+
+    def forward(
+        self, text: str, schema: Schema | None = None, record: Record | None = None, chunk: list[Any] | None = None, **_: Any
+    ) -> dspy.Prediction:
+        """Ask every schema chunk (or just ``chunk``), parse each answer, merge.
+
+        An LLM failure is recorded on its call, not raised; only the call budget stops a run.
+        """
+        if chunk is None and schema is None:
+            raise ValueError("forward() needs a schema (or one schema chunk)")
         parts, calls = [], []
         with dspy.context(adapter=OneKEAdapter()):
-            for chunk in self.chunks(schema, record):
+            for chunk in [chunk] if chunk is not None else self.chunks(schema, record):
                 started = time.monotonic()
                 try:
-                    raw = self.extract(text=text, chunk=chunk).answer or ""
+                    demos = self.select_demos(text, chunk)
+                    raw = self.extract(text=text, chunk=chunk, demos=demos, config=self.call_config(chunk)).answer or ""
                     error = None
+                except BudgetExceeded:
+                    raise
                 except Exception as exc:  # endpoint down, retries exhausted, bad response
                     raw, error = "", f"{type(exc).__name__}: {str(exc)[:300]}"
                 parsed = parse_answer(self.spec, raw, chunk)
@@ -81,7 +176,7 @@ class IEProgram(dspy.Module):
     # --- persistence: plain JSON ------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        return {"task": self.task, "lang": self.lang, "split_size": self.split_size}
+        return {"task": self.task, "lang": self.lang, **asdict(self.settings)}
 
     def to_artifact(self, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
@@ -113,8 +208,6 @@ class IEProgram(dspy.Module):
 
 def load_program(path: str | os.PathLike, task: str | None = None, lang: str | None = None) -> tuple[IEProgram, dict[str, Any]]:
     """Load a saved program; checks format, versions, and (if given) task and language."""
-    import ujson
-
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: program file not found")
@@ -135,8 +228,8 @@ def load_program(path: str | os.PathLike, task: str | None = None, lang: str | N
     if lang and cfg.get("lang") != lang:
         raise ArtifactError(f"{path}: a {cfg.get('lang')} program, not {lang}")
     try:
-        program = IEProgram(cfg["task"], cfg["lang"], int(cfg.get("split_size") or 0) or None)
+        program = IEProgram(cfg["task"], cfg["lang"], settings=ProgramSettings.from_dict(cfg))
         program.load_state(art["state"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{path}: malformed program state ({type(exc).__name__}: {exc})") from None
     return program, art.get("manifest", {})

@@ -1,9 +1,11 @@
 """Where the LLM is: CLI flags > environment > ``kgopt.toml`` > the embedded default.
 
 Environment: ``KGOPT_API_BASE``, ``KGOPT_MODEL``, ``KGOPT_API_KEY`` (default ``EMPTY``),
-``KGOPT_TIMEOUT``, ``KGOPT_MAX_RETRIES``. ``kgopt.toml`` (current directory, or
+``KGOPT_TIMEOUT``, ``KGOPT_MAX_RETRIES``, ``KGOPT_JSON_DIALECT`` (how the server takes a
+JSON schema: ``openai`` = ``response_format: json_schema``, as vLLM does; ``llama-cpp`` =
+llama-cpp-python's ``json_object`` + ``schema``). ``kgopt.toml`` (current directory, or
 ``KGOPT_CONFIG``) may hold the same under ``[endpoint]``: ``api_base``, ``model``,
-``api_key``, ``timeout``, ``max_retries``.
+``api_key``, ``timeout``, ``max_retries``, ``json_dialect``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class EndpointConfig:
     api_key: str = "EMPTY"
     timeout: float = 120.0
     max_retries: int = 4
+    json_dialect: str = "openai"
 
     @property
     def embedded(self) -> bool:
@@ -48,7 +51,7 @@ def _toml(path: Path | None) -> dict:
             section = data.get("endpoint", {})
             if not isinstance(section, dict):
                 raise ConfigError(f"{p}: [endpoint] must be a table")
-            unknown = set(section) - {"api_base", "model", "api_key", "timeout", "max_retries"}
+            unknown = set(section) - {"api_base", "model", "api_key", "timeout", "max_retries", "json_dialect"}
             if unknown:
                 raise ConfigError(f"{p}: unknown key(s) in [endpoint]: {', '.join(sorted(unknown))}")
             return section
@@ -82,7 +85,10 @@ def resolve_endpoint(
         api_base=pick(api_base, "KGOPT_API_BASE", "api_base"),
         model=pick(model, "KGOPT_MODEL", "model"),
         api_key=str(pick(api_key, "KGOPT_API_KEY", "api_key", "EMPTY")),
+        json_dialect=str(pick(None, "KGOPT_JSON_DIALECT", "json_dialect", "openai")),
     )
+    if cfg.json_dialect not in ("openai", "llama-cpp"):
+        raise ConfigError(f"json_dialect must be 'openai' or 'llama-cpp', got {cfg.json_dialect!r}")
     try:
         cfg = replace(
             cfg,

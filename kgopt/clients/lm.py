@@ -30,7 +30,7 @@ from loguru import logger
 from openai.types.chat import ChatCompletion
 
 from kgopt.clients.config import EndpointConfig
-from kgopt.errors import EndpointError
+from kgopt.errors import BudgetExceeded, EndpointError
 
 # DSPy 3.4 marks BaseLM.forward subclasses as the legacy plugin path; it is supported
 # throughout 3.4, which kgopt pins. The warning says nothing a kgopt user can act on.
@@ -131,6 +131,8 @@ class EndpointLM(dspy.BaseLM):
         max_retries: int = 4,
         cache: ResponseCache | None = None,
         backoff: float = 0.5,
+        json_dialect: str = "openai",
+        max_calls: int | None = None,
     ):
         super().__init__(model=model, model_type="chat", temperature=temperature, max_tokens=max_tokens, cache=False)
         self.api_base = api_base
@@ -139,6 +141,12 @@ class EndpointLM(dspy.BaseLM):
         self.backoff = backoff
         self.response_cache = cache
         self.usage = Usage()
+        # How this endpoint takes a JSON schema for constrained decoding (see core.answer_schema).
+        self.json_dialect = json_dialect
+        # A hard cap on requests sent (retries included; cache hits are free). None: no cap.
+        self.max_calls = max_calls
+        self._sent = 0
+        self._budget_lock = threading.Lock()
         # openai's own retries are off: ours log, count and honour Retry-After.
         self._client = openai.OpenAI(base_url=api_base, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0)
 
@@ -173,9 +181,20 @@ class EndpointLM(dspy.BaseLM):
             self.response_cache.put(key, self.identity, resp.model_dump(mode="json"))
         return resp
 
+    def _take_call(self) -> None:
+        with self._budget_lock:
+            if self.max_calls is not None and self._sent >= self.max_calls:
+                raise BudgetExceeded(f"the call budget of {self.max_calls} LLM requests is spent")
+            self._sent += 1
+
+    @property
+    def requests_sent(self) -> int:
+        return self._sent
+
     def _send(self, req: dict[str, Any]) -> ChatCompletion:
         attempt = 0
         while True:
+            self._take_call()
             try:
                 resp = self._client.chat.completions.create(**req)
                 if not getattr(resp, "choices", None):
@@ -221,6 +240,7 @@ def connect(
     temperature: float = 0.0,
     max_tokens: int = 512,
     cache: bool = True,
+    max_calls: int | None = None,
 ) -> Connection:
     """Build the LM for a config, starting the embedded model if no endpoint is set.
 
@@ -232,7 +252,9 @@ def connect(
         server = shared_embedded_server()
         api_base, model = server.api_base, EMBEDDED_MODEL_NAME
         identity = f"embedded|{model_fingerprint(server.gguf)}"
+        dialect = "llama-cpp"
     else:
+        dialect = config.json_dialect
         api_base, model = config.api_base, config.model
         identity = config.identity()
         logger.info("using endpoint {} model {}", api_base, model)
@@ -248,5 +270,7 @@ def connect(
         timeout=config.timeout,
         max_retries=config.max_retries,
         cache=rcache,
+        json_dialect=dialect,
+        max_calls=max_calls,
     )
     return Connection(lm=lm, config=config, identity=identity, embedded=config.embedded)
