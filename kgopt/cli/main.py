@@ -159,6 +159,68 @@ def evaluate(
     typer.echo(f"predictions: {data['predictions']}")
 
 
+class Optimizer(str, Enum):
+    labeled = "labeled"
+    bootstrap = "bootstrap"
+    mipro = "mipro"
+    gepa = "gepa"
+
+
+DataDirOpt = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR).")
+
+
+@app.command("compile")
+def compile_cmd(
+    task: Task = typer.Option(..., "--task", help="IE task to compile a program for."),
+    lang: Lang = typer.Option(..., "--lang", help="Language of the data and the instruction."),
+    source: Optional[str] = typer.Option(None, "--source", help="Train and select on one IEPile source only; default: all of the task's sources."),
+    optimizer: Optional[Optimizer] = typer.Option(None, "--optimizer", help="Fix the DSPy optimiser; default: the study chooses between labeled and bootstrap."),
+    trials: int = typer.Option(8, "--trials", min=1, help="Finished trials the study should have; re-running resumes up to this."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (any SQLAlchemy URL, e.g. postgresql://...). Default: sqlite under compiled/."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name. Default: <TASK>_<lang>."),
+    max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the best program. Default: compiled/<TASK>_<lang>.json."),
+    data_dir: Optional[Path] = DataDirOpt,
+    augmented: bool = typer.Option(True, "--augmented/--no-augmented", help="Also train on dataset/augmented/ records (from kgopt augment), if any."),
+    train_limit: int = typer.Option(40, "--train-limit", min=1, help="Train records per source the optimisers see."),
+    dev_limit: int = typer.Option(8, "--dev-limit", min=1, help="Dev records per source each trial is scored on."),
+    max_demos: int = typer.Option(4, "--max-demos", min=0, help="Most demonstrations per call the search may choose."),
+    proposals: int = typer.Option(2, "--instruction-proposals", min=0, help="Instruction variants to ask the LLM for (plus the official one)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of demonstration sampling."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
+    api_base: Optional[str] = EndpointOpt,
+    model: Optional[str] = ModelOpt,
+    api_key: Optional[str] = KeyOpt,
+    config: Optional[Path] = ConfigOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Compile a program: DSPy optimisers inside an Optuna study, scored on dev; writes the best."""
+    _setup_logging(verbose)
+    _interruptible()
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.lm import connect
+    from kgopt.compiler import compile_program
+
+    try:
+        conn = connect(resolve_endpoint(api_base, model, api_key, config_path=config))
+        res = compile_program(
+            task.value, lang.value, conn, source=source, optimizer=optimizer.value if optimizer else None, trials=trials,
+            storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
+            train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
+        )
+    except KgoptError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished trials are in the study; run the same command to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    m = res.manifest
+    typer.echo(f"{m['task']}/{m['lang']}: dev F1 {m['dev']['f1']:.2f} (zero-shot {m['baseline_dev']['f1']:.2f}), chosen: {m['chosen']}")
+    typer.echo(f"study {res.study_name} ({res.trials_run} trials) in {res.storage}")
+    u = res.usage
+    typer.echo(f"LLM: {u['calls']} calls, {u['total_tokens']} tokens, {u['cache_hits']} from cache, {u['failures']} failed")
+    typer.echo(f"program: {res.path}")
+
+
 @app.command()
 def tasks() -> None:
     """List the tasks, their datasets and schema split sizes."""

@@ -143,7 +143,7 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
     return {"P": p, "R": r, "F1": f1}
 
 
-def _match(gold: list, pred: list) -> int:
+def match_count(gold: list, pred: list) -> int:
     g, p = Counter(_key(x) for x in gold), Counter(_key(x) for x in pred)
     return sum(min(c, g[k]) for k, c in p.items())
 
@@ -165,7 +165,7 @@ class Counts:
     def add(self, gold: list[tuple], pred: list[tuple]) -> None:
         self.instances += 1
         if not self.two_level:
-            self.tp += _match(gold, pred)
+            self.tp += match_count(gold, pred)
             self.n_pred += len(pred)
             self.n_gold += len(gold)
             return
@@ -173,10 +173,10 @@ class Counts:
         pred_ev = [(t, trig) for t, trig, _ in pred]
         gold_arg = [(t, a, r) for t, _, args in gold for a, r in args]
         pred_arg = [(t, a, r) for t, _, args in pred for a, r in args]
-        self.tp += _match(gold_ev, pred_ev)
+        self.tp += match_count(gold_ev, pred_ev)
         self.n_pred += len(pred_ev)
         self.n_gold += len(gold_ev)
-        self.arg_tp += _match(gold_arg, pred_arg)
+        self.arg_tp += match_count(gold_arg, pred_arg)
         self.arg_pred += len(pred_arg)
         self.arg_gold += len(gold_arg)
 

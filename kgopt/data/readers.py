@@ -265,3 +265,18 @@ def load_examples(
     if not read_any:
         raise DataError(f"no {spec.name} source has a {split} split", str(iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]))
     return out
+
+
+def split_files(task: str, lang: str, split: str, data_dir=None, source: str | None = None) -> list[Path]:
+    """The files ``load_examples`` reads for a split (data and schema), for hashing into manifests."""
+    spec = get_task(task)
+    if spec.dataset == "instructie":
+        root = instructie_root(data_dir)
+        return [root / f"{_split_file(split, 'instructie')}_{lang}.json", root / f"schema_{lang}.json"]
+    out = []
+    for src in [source] if source else list_sources(spec.name, lang, data_dir):
+        folder = iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name] / src
+        path = folder / f"{_split_file(split, 'iepile')}.json"
+        if path.is_file():
+            out += [path, folder / "schema.json"]
+    return out

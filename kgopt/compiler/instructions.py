@@ -1,0 +1,82 @@
+"""Instruction variants proposed by the LLM from the data (the study's instruction choices).
+
+The model is shown the official IEPile instruction and a few real (input, answer) pairs and
+asked for a better instruction in the same language. Each proposal is untrusted: it is
+kept only if it is a single plain paragraph of reasonable length that differs from the
+ones already kept. The official template is always candidate 0.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dspy
+from loguru import logger
+
+from kgopt.core.tasks import TaskSpec
+from kgopt.errors import BudgetExceeded
+
+PROMPT_VERSION = "instructions-v1"
+
+_ASK = {
+    "en": (
+        "You write instructions for an information-extraction model. The model receives JSON with "
+        '"instruction", "schema" (the labels to extract) and "input" (the text), and must answer with '
+        "one JSON object keyed by the schema labels, copying spans exactly from the input.\n\n"
+        "Current instruction:\n{current}\n\nExamples of inputs and correct answers:\n{examples}\n\n"
+        "Write one improved instruction for this task in English: a single paragraph of at most 80 words. "
+        "Reply with the instruction only."
+    ),
+    "zh": (
+        "你为信息抽取模型编写指令。模型收到包含\"instruction\"、\"schema\"（要抽取的标签）和\"input\"（文本）的JSON，"
+        "必须用一个以schema标签为键的JSON对象回答，并从input中原样复制片段。\n\n当前指令：\n{current}\n\n输入和正确答案示例：\n{examples}\n\n"
+        "请为该任务写一条改进的中文指令：一段话，不超过150字。只回复指令本身。"
+    ),
+}
+
+
+def clean_proposal(raw: str, lang: str) -> str | None:
+    """The instruction in a model reply, or None if the reply is not a usable instruction."""
+    text = (raw or "").strip()
+    text = re.sub(r"^```\w*|```$", "", text).strip()
+    text = re.sub(r"^here is [^:\n]*:\s*", "", text, flags=re.I)
+    text = re.sub(r"^(improved )?instruction\s*[:：]\s*|^指令\s*[:：]\s*", "", text, flags=re.I).strip().strip('"“”').strip()
+    if "\n\n" in text:
+        text = text.split("\n\n", 1)[0].strip()
+    if not text or "{" in text or "}" in text:
+        return None  # an echo of the JSON, or an example answer, not an instruction
+    n = len(text) if lang == "zh" else len(text.split())
+    low, high = (15, 300) if lang == "zh" else (8, 120)
+    if not low <= n <= high:
+        return None
+    return " ".join(text.split()) if lang == "en" else text
+
+
+def propose_instructions(spec: TaskSpec, lang: str, lm: Any, examples: list[dspy.Example], n: int, seed: int = 0) -> tuple[list[str], dict[str, int]]:
+    """The official template plus up to ``n`` accepted LLM proposals; and counts asked/kept."""
+    official = spec.template(lang)
+    shown = "\n".join(f"input: {ex.text}\nanswer: {ex.answer}" for ex in examples[:3])
+    prompt = _ASK[lang].format(current=official, examples=shown)
+    candidates, counts = [official], {"asked": 0, "accepted": 0, "rejected": 0, "failed": 0}
+    for i in range(n):
+        counts["asked"] += 1
+        try:
+            # A sampled reply per proposal; the seed keeps it reproducible (and cacheable).
+            out = lm(messages=[{"role": "user", "content": prompt}], temperature=0.8, seed=seed * 1000 + i, max_tokens=200)
+            raw = out[0] if out else ""
+            raw = raw.get("text", "") if isinstance(raw, dict) else raw
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            logger.warning("instruction proposal {} failed: {}: {}", i, type(exc).__name__, exc)
+            counts["failed"] += 1
+            continue
+        text = clean_proposal(raw, lang)
+        if text and text not in candidates:
+            candidates.append(text)
+            counts["accepted"] += 1
+        else:
+            counts["rejected"] += 1
+    logger.info("instruction proposals: {}", counts)
+    return candidates, counts

@@ -1,0 +1,346 @@
+"""``kgopt compile``: an Optuna study whose trials compile a program with DSPy and score it on dev.
+
+One study per task/language (name ``<TASK>_<lang>`` unless told), in a real database:
+SQLite under ``compiled/`` by default, any SQLAlchemy URL otherwise (PostgreSQL lets several
+workers share a study). Running the same command again resumes: trials already complete or
+pruned count towards ``--trials``; a trial that was running when the process died is failed
+by Optuna's heartbeat and not counted. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+import optuna
+from loguru import logger
+from tqdm import tqdm
+
+from kgopt.clients.lm import Connection
+from kgopt.compiler import manifest as mf
+from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
+from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
+from kgopt.compiler.space import TrialConfig, starting_points, suggest
+from kgopt.compiler.trainset import chunk_examples
+from kgopt.core.scoring import ScoreReport, group_lines, score_groups
+from kgopt.core.tasks import check_lang, get_task
+from kgopt.data.readers import Example, default_data_dir, load_examples, split_files
+from kgopt.errors import BudgetExceeded, ConfigError, DataError
+from kgopt.evaluate import run_program
+from kgopt.program import IEProgram
+
+DEFAULT_OPTIMIZERS = ("labeled", "bootstrap")
+
+
+@dataclass
+class CompileResult:
+    path: Path
+    manifest: dict[str, Any]
+    study_name: str
+    storage: str
+    trials_run: int
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def default_storage(out_dir: Path) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out_dir / 'studies.sqlite3').resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    # Heartbeats let a resumed study fail the trial a killed process left RUNNING.
+    try:
+        return optuna.storages.RDBStorage(url=url, heartbeat_interval=30, grace_period=90)
+    except Exception as exc:  # bad URL, missing driver, unreachable database
+        raise ConfigError(f"cannot open study storage {mf.redact_url(url)}: {type(exc).__name__}: {exc}") from None
+
+
+def score_lines(task: str, lines: list[dict[str, Any]]) -> ScoreReport:
+    return score_groups(task, group_lines(enumerate(lines, 1), "<dev>"), ccks=task == "KG")
+
+
+def f1_by_source(report: ScoreReport) -> dict[str, float]:
+    return {s: c.headline_f1() for s, c in sorted(report.by_source.items())}
+
+
+class Compiler:
+    """The state one ``compile_program`` call shares between its trials."""
+
+    def __init__(
+        self,
+        task: str,
+        lang: str,
+        connection: Connection,
+        train: list[Example],
+        dev: list[Example],
+        optimizers: tuple[str, ...],
+        max_demos: int,
+        seed: int,
+        threads: int,
+        trials_dir: Path,
+        dev_batches: int = 4,
+    ):
+        self.spec = get_task(task)
+        self.lang = lang
+        self.connection = connection
+        self.train, self.dev = train, dev
+        self.optimizers = optimizers
+        self.max_demos = max_demos
+        self.seed = seed
+        self.threads = threads
+        self.trials_dir = trials_dir
+        self.dev_batches = max(1, min(dev_batches, len(dev)))
+        self.instructions: list[str] = []
+
+    @property
+    def lm(self):
+        return self.connection.lm
+
+    def evaluate(self, program: IEProgram, trial: optuna.Trial | None = None, desc: str = "dev") -> ScoreReport:
+        """Score on dev in batches; after each, report to the pruner (which may stop the trial)."""
+        lines: list[dict[str, Any]] = []
+        n = len(self.dev)
+        bounds = [round(i * n / self.dev_batches) for i in range(self.dev_batches + 1)]
+        report = None
+        for step, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            for ls in run_program(program, self.dev[a:b], self.connection, self.threads, desc=f"{desc} {b}/{n}"):
+                lines.extend(ls)
+            report = score_lines(self.spec.name, lines)
+            if trial is not None and b < n:
+                trial.report(report.total.headline_f1(), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"dev F1 {report.total.headline_f1()} after {b} records")
+        return report
+
+    def build(self, cfg: TrialConfig, seed: int) -> IEProgram:
+        program = IEProgram(self.spec.name, self.lang, instruction=self.instructions[cfg.instruction], settings=cfg.settings())
+        program.set_lm(self.lm)
+        trainset = chunk_examples(self.spec, self.train, cfg.split_size)
+        if not trainset and cfg.num_demos:
+            raise DataError(f"no training record of {self.spec.name}/{self.lang} has a label to show as a demonstration")
+        # mipro/gepa select on held-out training chunks, never on dev (dev picks the trial).
+        cut = max(1, len(trainset) // 4) if len(trainset) > 3 else 0
+        valset, trainset = trainset[:cut], trainset[cut:] or trainset
+        with dspy.context(lm=self.lm):
+            compiled = run_optimizer(cfg.optimizer, program, trainset, valset, self.lm, cfg.num_demos, cfg.demo_choice, seed, cfg.options)
+        compiled.set_lm(self.lm)
+        return compiled
+
+    def objective(self, trial: optuna.Trial) -> float:
+        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos)
+        trial.set_user_attr("instruction_text", self.instructions[cfg.instruction])
+        started, before = time.monotonic(), self.lm.usage.snapshot()
+        try:
+            program = self.build(cfg, self.seed + trial.number)
+            after_compile = self.lm.usage.snapshot()
+            trial.set_user_attr("demos_in_pool", len(program.extract.demos))
+            report = self.evaluate(program, trial, desc=f"trial {trial.number} dev")
+        except BudgetExceeded as exc:
+            trial.set_user_attr("stopped", str(exc))
+            trial.study.stop()
+            raise optuna.TrialPruned(str(exc)) from None
+        finally:
+            self._record_usage(trial, before, started)
+        trial.set_user_attr("compile_calls", after_compile["calls"] - before["calls"])
+        trial.set_user_attr("dev_f1_by_source", f1_by_source(report))
+        trial.set_user_attr("dev_errors", report.total.errors)
+        self.trials_dir.mkdir(parents=True, exist_ok=True)
+        program.save_artifact(self.trials_dir / f"trial-{trial.number}.json", {"trial": trial.number, "params": trial.params})
+        return report.total.headline_f1()
+
+    def _record_usage(self, trial: optuna.Trial, before: dict[str, int], started: float) -> None:
+        now = self.lm.usage.snapshot()
+        trial.set_user_attr("llm_calls", now["calls"] - before["calls"])
+        trial.set_user_attr("llm_tokens", now["total_tokens"] - before["total_tokens"])
+        trial.set_user_attr("cache_hits", now["cache_hits"] - before["cache_hits"])
+        trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
+
+
+def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def compile_program(
+    task: str,
+    lang: str,
+    connection: Connection | None = None,
+    source: str | None = None,
+    optimizer: str | None = None,
+    trials: int = 8,
+    storage: str | None = None,
+    study_name: str | None = None,
+    max_calls: int | None = None,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    augmented: bool = True,
+    augmented_dir: str | Path | None = None,
+    train_limit: int | None = 40,
+    dev_limit: int | None = 8,
+    max_demos: int = 4,
+    instruction_proposals: int = 2,
+    seed: int = 0,
+    threads: int = 1,
+    compiled_dir: str | Path = "compiled",
+) -> CompileResult:
+    """Run (or resume) the study for one task/language and write the best program. See module doc."""
+    spec = get_task(task)
+    check_lang(lang)
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    optimizers = (optimizer,) if optimizer else DEFAULT_OPTIMIZERS
+    if trials < 1 or max_demos < 0:
+        raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
+    compiled_dir = Path(compiled_dir)
+    out_path = Path(out) if out else compiled_dir / f"{spec.name}_{lang}.json"
+
+    # Data first: a bad file fails before any LLM call.
+    train = load_examples(spec.name, lang, "train", data_dir=data_dir, source=source, limit=train_limit)
+    aug: list[Example] = []
+    aug_root = Path(augmented_dir) if augmented_dir else default_data_dir() / "augmented"
+    if augmented and aug_root.is_dir():
+        try:
+            aug = load_examples(spec.name, lang, "train", data_dir=aug_root, source=source, limit=train_limit)
+        except DataError as exc:
+            if "no " not in exc.reason and "unknown source" not in exc.reason:
+                raise  # a malformed augmented file is an error; a missing one is not
+    dev = load_examples(spec.name, lang, "dev", data_dir=data_dir, source=source, limit=dev_limit)
+    if not dev:
+        raise DataError(f"no {spec.name}/{lang} dev records to select on")
+    logger.info("{} {}: {} train + {} augmented records, {} dev records", spec.name, lang, len(train), len(aug), len(dev))
+
+    if connection is None:
+        from kgopt.clients.config import resolve_endpoint
+        from kgopt.clients.lm import connect
+
+        connection = connect(resolve_endpoint())
+    lm = connection.lm
+    if max_calls is not None:
+        lm.max_calls = lm.requests_sent + max_calls
+    start_usage = lm.usage.snapshot()
+
+    url = storage or default_storage(compiled_dir)
+    name = study_name or f"{spec.name}_{lang}"
+    study = optuna.create_study(
+        storage=open_storage(url),
+        study_name=name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    attrs = study.user_attrs
+    if attrs.get("task", spec.name) != spec.name or attrs.get("lang", lang) != lang:
+        raise ConfigError(f"study {name!r} in {mf.redact_url(url)} is for {attrs.get('task')}/{attrs.get('lang')}, not {spec.name}/{lang}")
+
+    trials_dir = Path("runs") / "compile" / name
+    comp = Compiler(spec.name, lang, connection, train + aug, dev, optimizers, max_demos, seed, threads, trials_dir)
+    try:
+        if "instructions" not in attrs:
+            study.set_user_attr("task", spec.name)
+            study.set_user_attr("lang", lang)
+            study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
+            shown = chunk_examples(spec, train, spec.split_size)
+            comp.instructions, counts = propose_instructions(spec, lang, lm, shown, instruction_proposals, seed)
+            study.set_user_attr("instruction_proposals", counts)
+            # Set last: its presence means the study's choices are fixed from now on.
+            study.set_user_attr("instructions", comp.instructions)
+            for cfg in starting_points(spec, optimizers, max_demos):
+                study.enqueue_trial(cfg.params(), skip_if_exists=True)
+        comp.instructions = study.user_attrs["instructions"]
+        if "baseline_dev" not in study.user_attrs:
+            logger.info("scoring the zero-shot baseline on dev")
+            report = comp.evaluate(IEProgram(spec.name, lang), desc="zero-shot dev")
+            study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors})
+
+        remaining = trials - len(_done(study))
+        run = 0
+        if remaining > 0:
+            logger.info("study {}: {} trials done, running {} more (storage {})", name, trials - remaining, remaining, mf.redact_url(url))
+            with tqdm(total=remaining, desc=f"compile {spec.name}/{lang}", unit="trial", dynamic_ncols=True) as bar:
+
+                def progress(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
+                    nonlocal run
+                    run += 1
+                    u = lm.usage.snapshot()
+                    best = max((t.value for t in _done(st) if t.value is not None and t.state.name == "COMPLETE"), default=None)
+                    bar.set_postfix(best_f1=best, calls=u["calls"] - start_usage["calls"], tokens=u["total_tokens"] - start_usage["total_tokens"], refresh=False)
+                    bar.update(1)
+
+                study.optimize(comp.objective, n_trials=remaining, catch=(Exception,), callbacks=[progress], gc_after_trial=True)
+        else:
+            logger.info("study {} already has {} finished trials; writing its best program", name, trials - remaining)
+        stopped = any(t.user_attrs.get("stopped") for t in study.get_trials(deepcopy=False))
+        if stopped:
+            logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", max_calls)
+        return _write_best(study, comp, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, start_usage)
+    finally:
+        u = lm.usage.snapshot()
+        logger.info(
+            "LLM use: {} calls, {} tokens, {} from cache, {} failed",
+            u["calls"] - start_usage["calls"],
+            u["total_tokens"] - start_usage["total_tokens"],
+            u["cache_hits"] - start_usage["cache_hits"],
+            u["failures"] - start_usage["failures"],
+        )
+
+
+def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, start_usage) -> CompileResult:
+    spec, lang = comp.spec, comp.lang
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+    baseline = study.user_attrs["baseline_dev"]
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    if best is not None and best.value > baseline["f1"]:
+        chosen = "trial"
+        art = comp.trials_dir / f"trial-{best.number}.json"
+        if art.is_file():
+            from kgopt.program import load_program
+
+            program, _ = load_program(art, spec.name, lang)
+        else:  # another worker ran it: rebuild from its parameters (deterministic given the cache)
+            program = comp.build(TrialConfig.from_params(best.params), comp.seed + best.number)
+        dev_f1, dev_by_source = best.value, best.user_attrs.get("dev_f1_by_source", {})
+    else:
+        if not complete:
+            logger.warning("no trial completed; the zero-shot baseline is written")
+        else:
+            logger.warning("no trial beat the zero-shot baseline on dev ({}); the baseline is written", baseline["f1"])
+        chosen = "baseline"
+        program = IEProgram(spec.name, lang)
+        dev_f1, dev_by_source = baseline["f1"], baseline["by_source"]
+    root = Path(data_dir) if data_dir else default_data_dir()
+    u = comp.lm.usage.snapshot()
+    manifest = {
+        "kind": "compiled",
+        "task": spec.name,
+        "lang": lang,
+        "sources": sorted({ex.record.source for ex in dev}),
+        "model": comp.connection.model,
+        "endpoint": comp.connection.identity,
+        "dev": {"f1": dev_f1, "by_source": dev_by_source, "records": len(dev), "limit_per_source": dev_limit, "source": source},
+        "baseline_dev": baseline,
+        "chosen": chosen,
+        "trial": None
+        if chosen == "baseline"
+        else {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}},
+        "study": {"name": study.study_name, "storage": mf.redact_url(url), "trials_finished": len(_done(study)), "instruction_prompt": PROMPT_VERSION},
+        "data": {
+            "train": [mf.data_entry(p, root, len(train)) for p in split_files(spec.name, lang, "train", data_dir, source)],
+            "dev": [mf.data_entry(p, root, len(dev)) for p in split_files(spec.name, lang, "dev", data_dir, source)],
+            "augmented": [mf.data_entry(p, aug_root, len(aug)) for p in split_files(spec.name, lang, "train", aug_root, source)] if aug else [],
+            "train_limit_per_source": train_limit,
+        },
+        "schemas": mf.schemas_of(dev + train),
+        "llm": {k: u[k] - start_usage[k] for k in u},
+        "versions": mf.versions(),
+        "created": mf.now(),
+    }
+    program.save_artifact(out_path, manifest)
+    logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", out_path, dev_f1, baseline["f1"], chosen)
+    return CompileResult(out_path, manifest, study.study_name, mf.redact_url(url), len(_done(study)), manifest["llm"])
+
+
+
