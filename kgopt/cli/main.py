@@ -169,6 +169,51 @@ class Optimizer(str, Enum):
 DataDirOpt = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR).")
 
 
+@app.command()
+def augment(
+    task: Task = typer.Option(..., "--task", help="IE task whose training data to augment (EET/EEA use EE's)."),
+    lang: Lang = typer.Option(..., "--lang", help="Language of the data."),
+    source: Optional[str] = typer.Option(None, "--source", help="One IEPile source, or one InstructIE topic for KG. Default: all."),
+    per_label: int = typer.Option(3, "--per-label", min=1, help="New samples to ask for per label."),
+    max_labels: Optional[int] = typer.Option(None, "--max-labels", min=1, help="Only the first N labels of each schema (to bound the cost)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the examples shown and the sampled replies."),
+    data_dir: Optional[Path] = DataDirOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Augmented data root. Default: dataset/augmented (read by kgopt compile)."),
+    plain: bool = typer.Option(False, "--plain", help="Do not ask the server for JSON-schema constrained output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    api_base: Optional[str] = EndpointOpt,
+    model: Optional[str] = ModelOpt,
+    api_key: Optional[str] = KeyOpt,
+    config: Optional[Path] = ConfigOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Generate new annotated training samples with the LLM (DeepKE LLMICL style); keep only valid ones."""
+    _setup_logging(verbose)
+    _interruptible()
+    from kgopt.augment import augment as run
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.lm import connect
+    from kgopt.data.jsonio import dumps
+
+    try:
+        conn = connect(resolve_endpoint(api_base, model, api_key, config_path=config))
+        rep = run(task.value, lang.value, conn, source, per_label, seed, data_dir, out, max_labels, constrained=not plain)
+    except KgoptError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: samples accepted so far were written", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    data = rep.to_json()
+    if as_json:
+        typer.echo(dumps(data))
+        return
+    typer.echo(f"{data['task']}/{data['lang']}: asked {data['asked']}, received {data['received']}, accepted {data['accepted']}, missing {data['missing']}, failed calls {data['failed_calls']}")
+    for reason, n in data["rejected"].items():
+        typer.echo(f"  rejected {reason:<20} {n}")
+    for f in data["files"]:
+        typer.echo(f"written: {f}")
+
+
 @app.command("compile")
 def compile_cmd(
     task: Task = typer.Option(..., "--task", help="IE task to compile a program for."),
@@ -219,6 +264,58 @@ def compile_cmd(
     u = res.usage
     typer.echo(f"LLM: {u['calls']} calls, {u['total_tokens']} tokens, {u['cache_hits']} from cache, {u['failures']} failed")
     typer.echo(f"program: {res.path}")
+
+
+@app.command()
+def regress(
+    programs: Optional[list[Path]] = typer.Argument(None, help="Program files or folders. Default: every program in compiled/."),
+    tolerance: float = typer.Option(2.0, "--tolerance", min=0, help="F1 points a program may fall below its recorded dev F1."),
+    data_dir: Optional[Path] = DataDirOpt,
+    threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model again instead of replaying cached answers."),
+    api_base: Optional[str] = EndpointOpt,
+    model: Optional[str] = ModelOpt,
+    api_key: Optional[str] = KeyOpt,
+    config: Optional[Path] = ConfigOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Re-score saved programs on their recorded dev data; exit 1 if any fell below its manifest F1."""
+    _setup_logging(verbose)
+    _interruptible()
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.lm import connect
+    from kgopt.regress import regress as run
+
+    try:
+        conn = connect(resolve_endpoint(api_base, model, api_key, config_path=config), cache=not no_cache)
+        results = run(programs, conn, tolerance, data_dir, threads)
+    except KgoptError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    for r in results:
+        typer.echo(r.line())
+    failed = [r for r in results if not r.passed]
+    typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL. Default: compiled/studies.sqlite3."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 127.0.0.1 keeps it local."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to serve on."),
+) -> None:
+    """Serve optuna-dashboard on the compiler's study storage."""
+    from kgopt.dashboard import serve
+
+    try:
+        serve(storage, host, port)
+    except KgoptError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -216,6 +216,10 @@ class EndpointLM(dspy.BaseLM):
                 logger.debug("{} on {}; retry {}/{} in {:.1f}s", type(exc).__name__, self.api_base, attempt, self.max_retries, delay)
                 time.sleep(delay)
 
+    def __deepcopy__(self, memo):
+        # One client shared by every program copy an optimiser makes (its cache, counters and budget too).
+        return self
+
     def dump_state(self) -> dict[str, Any]:
         # Never the key: programs are saved with their LM state in some DSPy paths.
         return {"model": self.model, "api_base": self.api_base, **{k: v for k, v in self.kwargs.items() if k in _SENT_PARAMS}}

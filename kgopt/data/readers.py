@@ -51,7 +51,7 @@ def read_iepile_schema(path: str | os.PathLike) -> Schema:
     return Schema.make(types, roles, type_roles)
 
 
-def _check_labels(task_key: str, labels: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
+def check_labels(task_key: str, labels: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
     if not isinstance(labels, list):
         raise DataError(f"field {task_key!r} must be a list", str(path), lineno)
     need = {
@@ -87,7 +87,7 @@ def read_unified(path: str | os.PathLike, label_key: str, source: str = "") -> I
     """IEPile unified records ``{"text", <label_key>: [...]}``; ``id`` is kept if present."""
     path = Path(path)
     for lineno, obj, text in _records(path):
-        labels = _check_labels(label_key, obj.get(label_key, []), path, lineno)
+        labels = check_labels(label_key, obj.get(label_key, []), path, lineno)
         rid = obj.get("id", lineno)
         yield Record(id=str(rid), text=text, labels=labels, source=source)
 
@@ -152,7 +152,7 @@ def read_instructie(path: str | os.PathLike) -> Iterator[Record]:
         cate = obj.get("cate")
         if cate is not None and not isinstance(cate, str):
             raise DataError("field 'cate' must be a string", str(path), lineno)
-        labels = _check_labels("relation", obj.get("relation", []), path, lineno)
+        labels = check_labels("relation", obj.get("relation", []), path, lineno)
         yield Record(id=str(obj.get("id", lineno)), text=text, labels=labels, source="InstructIE", cate=cate)
 
 

@@ -1,0 +1,121 @@
+"""The Python entry point: ``ie = kgopt.load("RE", "zh"); ie("text")``.
+
+``load`` finds the compiled program (``compiled/<TASK>_<lang>.json`` in the current
+directory, then in the kgopt checkout), checks its manifest, and returns an ``Extractor``:
+a callable that asks the configured endpoint (the embedded model if none) and returns the
+labels in IEPile's unified format (``[{"entity", "entity_type"}]``, ``[{"head", "relation",
+"tail"}]``, ...). The schema comes from the manifest (the sources it was compiled on) or is
+passed in.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable
+
+from kgopt.core.schema import Record, Schema
+from kgopt.core.tasks import check_lang, get_task
+from kgopt.errors import ArtifactError, ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_program(task: str, lang: str, compiled_dir: str | os.PathLike | None = None) -> Path:
+    name = f"{get_task(task).name}_{check_lang(lang)}.json"
+    dirs = [Path(compiled_dir)] if compiled_dir else [Path.cwd() / "compiled", REPO_ROOT / "compiled"]
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    raise ArtifactError(f"no compiled program {name} in {' or '.join(str(d) for d in dirs)}; run `kgopt compile --task {task} --lang {lang}`")
+
+
+def _as_schema(value: Any) -> Schema:
+    if isinstance(value, Schema):
+        return value
+    if isinstance(value, dict):
+        return Schema.make(value.get("types", ()), value.get("roles", ()), value.get("type_roles", {}), value.get("signatures", ()))
+    raise ConfigError(f"schema must be a kgopt Schema or a dict with types/roles/type_roles, got {type(value).__name__}")
+
+
+class Extractor:
+    """A loaded program bound to an endpoint. Call it on a text; ``batch`` for many."""
+
+    def __init__(self, program, manifest: dict[str, Any], path: Path | None = None, connection=None):
+        self.program = program
+        self.manifest = manifest
+        self.path = path
+        self._connection = connection
+        self.schemas = {k: _as_schema(v) for k, v in (manifest.get("schemas") or {}).items()}
+
+    @property
+    def task(self) -> str:
+        return self.program.task
+
+    @property
+    def lang(self) -> str:
+        return self.program.lang
+
+    @property
+    def connection(self):
+        if self._connection is None:
+            from kgopt.clients.config import resolve_endpoint
+            from kgopt.clients.lm import connect
+
+            self._connection = connect(resolve_endpoint())
+        return self._connection
+
+    def schema_for(self, schema: Any = None, source: str | None = None) -> Schema:
+        """The schema to ask with: given, or the manifest's (one source/topic, or their union)."""
+        if schema is not None:
+            return _as_schema(schema)
+        if source is not None:
+            if source not in self.schemas:
+                raise ConfigError(f"{self.path or 'program'}: no schema for {source!r}; known: {', '.join(self.schemas) or 'none'}")
+            return self.schemas[source]
+        if len(self.schemas) == 1:
+            return next(iter(self.schemas.values()))
+        if not self.schemas:
+            raise ConfigError(f"{self.path or 'program'}: the manifest has no schema; pass schema=")
+        if self.task == "KG":
+            raise ConfigError(f"KG asks one topic at a time: pass source= one of {', '.join(self.schemas)}")
+        types, roles, type_roles = [], [], {}
+        for s in self.schemas.values():
+            types += [t for t in s.types if t not in types]
+            roles += [r for r in s.roles if r not in roles]
+            for t, rs in s.type_roles.items():
+                type_roles.setdefault(t, rs)
+        return Schema.make(types, roles, type_roles)
+
+    def run(self, text: str, schema: Any = None, source: str | None = None, record: Record | None = None):
+        """The full prediction: ``.result`` (labels) and ``.calls`` (each chunk's raw answer and status)."""
+        lm = self.connection.lm
+        self.program.set_lm(lm)
+        return self.program(text=text, schema=self.schema_for(schema, source), record=record)
+
+    def __call__(self, text: str, schema: Any = None, source: str | None = None, record: Record | None = None) -> list[dict[str, Any]]:
+        return self.run(text, schema, source, record).result
+
+    def batch(self, texts: Iterable[str], schema: Any = None, source: str | None = None, threads: int = 4) -> list[list[dict[str, Any]]]:
+        """Labels for many texts, ``threads`` requests in flight, results in input order."""
+        texts = list(texts)
+        self.program.set_lm(self.connection.lm)  # connect once, from this thread
+        sch = self.schema_for(schema, source)
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            return list(pool.map(lambda t: self.program(text=t, schema=sch).result, texts))
+
+
+def load(task_or_path: str | os.PathLike, lang: str | None = None, connection=None, compiled_dir: str | os.PathLike | None = None) -> Extractor:
+    """``load("RE", "zh")`` or ``load("compiled/RE_zh.json")``: a ready ``Extractor``."""
+    from kgopt.program import load_program
+
+    p = Path(task_or_path)
+    if lang is None and (p.suffix == ".json" or p.exists()):
+        path = p
+    else:
+        if lang is None:
+            raise ConfigError("load(task, lang): give a language (zh or en), or a program path")
+        path = find_program(str(task_or_path), lang, compiled_dir)
+    program, manifest = load_program(path, task=None if lang is None else str(task_or_path), lang=lang)
+    return Extractor(program, manifest, path, connection)

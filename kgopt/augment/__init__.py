@@ -1,0 +1,9 @@
+"""LLM data augmentation in the spirit of DeepKE's LLMICL.
+
+``validate``: pure checks on one generated sample; ``generate``: the prompts, the calls
+and the augmented files under ``dataset/augmented/``.
+"""
+
+from kgopt.augment.generate import AugmentReport, augment
+
+__all__ = ["augment", "AugmentReport"]

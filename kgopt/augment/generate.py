@@ -1,0 +1,288 @@
+"""``kgopt augment``: new annotated training samples from the schema and a few real ones.
+
+For each label of a source's schema (InstructIE: each relation of each topic), the model
+sees up to three real training records that carry the label and is asked for new,
+different sentences annotated in the same unified format (DeepKE LLMICL's recipe). Every
+sample goes through ``SampleChecker``; accepted ones are merged into
+``<out>/iepile/IE-<lang>/<TASK>/<source>/train.json`` (InstructIE: ``<out>/InstructIE/
+train_<lang>.json``) with their provenance, so ``kgopt compile`` reads them with the same
+readers as real data. Existing augmented records are kept; re-running adds, never loses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ujson
+from loguru import logger
+from tqdm import tqdm
+
+from kgopt.augment.validate import REASONS, SampleChecker
+from kgopt.core.parsing import load_json
+from kgopt.core.schema import Record, Schema
+from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
+from kgopt.data.jsonio import dumps, iter_json, write_jsonl
+from kgopt.data.readers import default_data_dir, iepile_root, instructie_root, list_sources, load_examples
+from kgopt.errors import BudgetExceeded, DataError
+
+PROMPT_VERSION = "llmicl-v1"
+
+_FORMAT = {
+    "entity": '{"text": "...", "entity": [{"entity": "...", "entity_type": "..."}]}',
+    "relation": '{"text": "...", "relation": [{"head": "...", "relation": "...", "tail": "..."}]}',
+    "relation_typed": '{"text": "...", "relation": [{"head": "...", "head_type": "...", "relation": "...", "tail": "...", "tail_type": "..."}]}',
+    "event": '{"text": "...", "event": [{"event_trigger": "...", "event_type": "...", "arguments": [{"argument": "...", "role": "..."}]}]}',
+}
+
+_ASK = {
+    "en": (
+        "You create training data for information extraction. Each sample is a sentence with its annotation in JSON:\n{fmt}\n"
+        "Allowed labels: {labels}.\nReal samples with the label \"{label}\":\n{examples}\n\n"
+        "Write {n} new samples with the label \"{label}\": new sentences on other subjects, not copies of the ones above. "
+        "Every annotated span must be copied exactly from its own sentence. "
+        'Answer with one JSON object: {{"samples": [...]}}.'
+    ),
+    "zh": (
+        "你为信息抽取构造训练数据。每个样本是一个句子及其JSON标注：\n{fmt}\n允许的标签：{labels}。\n带有标签“{label}”的真实样本：\n{examples}\n\n"
+        "请写{n}个带有标签“{label}”的新样本：内容不同的新句子，不要照抄上面的句子。每个标注的片段必须原样出现在它自己的句子中。"
+        '用一个JSON对象回答：{{"samples": [...]}}。'
+    ),
+}
+
+
+@dataclass
+class AugmentReport:
+    task: str
+    lang: str
+    model: str
+    seed: int
+    asked: int = 0
+    received: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    failed_calls: int = 0
+    per_label: dict[str, dict[str, int]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    llm: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "lang": self.lang,
+            "model": self.model,
+            "seed": self.seed,
+            "prompt_version": PROMPT_VERSION,
+            "asked": self.asked,
+            "received": self.received,
+            "accepted": self.accepted,
+            "rejected": {r: self.rejected.get(r, 0) for r in REASONS},
+            "missing": max(0, self.asked - self.received),
+            "failed_calls": self.failed_calls,
+            "per_label": self.per_label,
+            "files": self.files,
+            "llm": self.llm,
+        }
+
+
+@dataclass
+class _Unit:
+    """One source (or InstructIE topic): its schema, real records, and where samples go."""
+
+    name: str
+    schema: Schema
+    records: list[Record]
+    out_file: Path
+    schema_src: Path
+    schema_dst: Path
+    cate: str | None = None
+
+
+def _labels_of(spec, rec: Record) -> set[str]:
+    key = {"entity": "entity_type", "relation": "relation", "event": "event_type"}[spec.label_key]
+    return {it.get(key) for it in rec.labels}
+
+
+def _shown(spec, rec: Record) -> str:
+    return ujson.dumps({"text": rec.text, spec.label_key: rec.labels}, ensure_ascii=False)
+
+
+def _sample_schema(spec, n: int) -> dict[str, Any]:
+    s = {"type": "string", "maxLength": 300}
+    if spec.label_key == "entity":
+        item = {"entity": s, "entity_type": s}
+    elif spec.label_key == "relation" and spec.dataset == "instructie":
+        item = {"head": s, "head_type": s, "relation": s, "tail": s, "tail_type": s}
+    elif spec.label_key == "relation":
+        item = {"head": s, "relation": s, "tail": s}
+    else:
+        arg = {"type": "object", "properties": {"argument": s, "role": s}, "required": ["argument", "role"]}
+        item = {"event_trigger": s, "event_type": s, "arguments": {"type": "array", "items": arg, "maxItems": 4}}
+    obj = lambda props: {"type": "object", "properties": props, "required": list(props)}  # noqa: E731
+    sample = obj({"text": s, spec.label_key: {"type": "array", "items": obj(item), "minItems": 1, "maxItems": 4}})
+    return obj({"samples": {"type": "array", "items": sample, "maxItems": n}})
+
+
+def _units(spec, lang: str, source: str | None, data_dir, out_root: Path) -> list[_Unit]:
+    if spec.dataset == "instructie":
+        root = instructie_root(data_dir)
+        by_topic: dict[str, list[Record]] = defaultdict(list)
+        schemas: dict[str, Schema] = {}
+        for ex in load_examples(spec.name, lang, "train", data_dir=data_dir):
+            by_topic[ex.record.cate or ""].append(ex.record)
+            schemas[ex.record.cate or ""] = ex.schema
+        topics = [source] if source else sorted(by_topic)
+        out = []
+        for t in topics:
+            if t not in by_topic:
+                raise DataError(f"no training records of topic {t!r} (have: {', '.join(sorted(by_topic))})", str(root / f"train_{lang}.json"))
+            out.append(
+                _Unit(t, schemas[t], by_topic[t], out_root / "InstructIE" / f"train_{lang}.json", root / f"schema_{lang}.json", out_root / "InstructIE" / f"schema_{lang}.json", cate=t)
+            )
+        return out
+    folder_task = TASK_FOLDER[spec.name]
+    out = []
+    for src in [source] if source else list_sources(spec.name, lang, data_dir):
+        folder = iepile_root(data_dir) / f"IE-{lang}" / folder_task / src
+        if not (folder / "train.json").is_file():
+            if source:
+                raise DataError("this source has no train split to learn from", str(folder / "train.json"))
+            continue
+        exs = load_examples(spec.name, lang, "train", data_dir=data_dir, source=src)
+        if not exs:
+            continue
+        dst = out_root / "iepile" / f"IE-{lang}" / folder_task / src
+        out.append(_Unit(src, exs[0].schema, [e.record for e in exs], dst / "train.json", folder / "schema.json", dst / "schema.json"))
+    return out
+
+
+def _existing(path: Path) -> list[dict[str, Any]]:
+    return [obj for _, obj in iter_json(path)] if path.is_file() else []
+
+
+def augment(
+    task: str,
+    lang: str,
+    connection=None,
+    source: str | None = None,
+    per_label: int = 3,
+    seed: int = 0,
+    data_dir=None,
+    out_dir=None,
+    max_labels: int | None = None,
+    constrained: bool = True,
+) -> AugmentReport:
+    """Generate, check and store augmented samples; returns the counts (see module doc)."""
+    spec = get_task(task)
+    check_lang(lang)
+    if spec.name in ("EET", "EEA"):
+        spec = get_task("EE")  # EET and EEA train on EE's records
+    out_root = Path(out_dir) if out_dir else default_data_dir() / "augmented"
+    units = _units(spec, lang, source, data_dir, out_root)  # reads (and checks) the data before any call
+    if connection is None:
+        from kgopt.clients.config import resolve_endpoint
+        from kgopt.clients.lm import connect
+
+        connection = connect(resolve_endpoint())
+    lm = connection.lm
+    report = AugmentReport(spec.name, lang, connection.model, seed)
+    before = lm.usage.snapshot()
+    rng = random.Random(seed)
+    fmt = _FORMAT["relation_typed" if spec.dataset == "instructie" else spec.label_key]
+    jobs = []
+    for unit in units:
+        labels = [lab for lab in _label_order(spec, unit) if any(lab in _labels_of(spec, r) for r in unit.records)]
+        jobs += [(unit, lab) for lab in labels[:max_labels]]
+    kept: dict[Path, list[dict[str, Any]]] = {}
+    checkers: dict[str, SampleChecker] = {}
+    try:
+        for i, (unit, label) in enumerate(tqdm(jobs, desc=f"augment {spec.name}/{lang}", unit="label", dynamic_ncols=True)):
+            if unit.out_file not in kept:
+                kept[unit.out_file] = _existing(unit.out_file)
+            if unit.name not in checkers:
+                checkers[unit.name] = SampleChecker(spec, unit.schema, [r.text for r in unit.records])
+                for obj in kept[unit.out_file]:  # what is already there counts as seen
+                    checkers[unit.name].check(obj)
+            checker = checkers[unit.name]
+            with_label = [r for r in unit.records if label in _labels_of(spec, r)]
+            shown = rng.sample(with_label, min(3, len(with_label)))
+            labels_allowed = list(unit.schema.types if spec.label_key in ("entity", "event") else unit.schema.roles)
+            prompt = _ASK[lang].format(fmt=fmt, labels=", ".join(labels_allowed), label=label, examples="\n".join(_shown(spec, r) for r in shown), n=per_label)
+            stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
+            stats["asked"] += per_label
+            report.asked += per_label
+            kwargs: dict[str, Any] = {"temperature": 0.9, "seed": seed * 100003 + i, "max_tokens": 160 * per_label + 64}
+            if constrained:
+                from kgopt.core.answer_schema import response_format
+
+                kwargs["response_format"] = response_format(_sample_schema(spec, per_label), getattr(lm, "json_dialect", "openai"))
+            try:
+                out = lm(messages=[{"role": "user", "content": prompt}], **kwargs)
+                raw = out[0] if out else ""
+                raw = raw.get("text", "") if isinstance(raw, dict) else raw
+            except BudgetExceeded:
+                raise
+            except Exception as exc:
+                logger.warning("augment call for {}/{} failed: {}: {}", unit.name, label, type(exc).__name__, exc)
+                report.failed_calls += 1
+                continue
+            obj, _ = load_json(raw or "")
+            samples = obj.get("samples") if isinstance(obj, dict) else obj if isinstance(obj, list) else None
+            if not isinstance(samples, list):
+                report.rejected["malformed"] += 1
+                report.received += 1  # one unusable answer stands for the samples asked
+                continue
+            for sample in samples[:per_label]:
+                report.received += 1
+                rec, reason = checker.check(sample)
+                if reason:
+                    report.rejected[reason] += 1
+                    continue
+                text = rec["text"]
+                rec = {
+                    "id": "aug-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
+                    **({"cate": unit.cate} if unit.cate is not None else {}),
+                    **rec,
+                    "provenance": {
+                        "model": connection.model,
+                        "endpoint": connection.identity,
+                        "prompt_version": PROMPT_VERSION,
+                        "seed": seed,
+                        "label": label,
+                        "source_ids": [r.id for r in shown],
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    },
+                }
+                kept[unit.out_file].append(rec)
+                report.accepted += 1
+                stats["accepted"] += 1
+    finally:
+        # Whatever was accepted before an interruption is written.
+        for unit in units:
+            if kept.get(unit.out_file) or unit.out_file.is_file():
+                write_jsonl(unit.out_file, kept[unit.out_file])
+                if not unit.schema_dst.is_file():
+                    unit.schema_dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(unit.schema_src, unit.schema_dst)
+                if str(unit.out_file) not in report.files:
+                    report.files.append(str(unit.out_file))
+        after = lm.usage.snapshot()
+        report.llm = {k: after[k] - before[k] for k in after}
+        if report.asked:
+            rep_dir = out_root / "reports"
+            rep_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{spec.name}_{lang}_{source or 'all'}_seed{seed}.json"
+            (rep_dir / name).write_text(dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _label_order(spec, unit: _Unit) -> list[str]:
+    if spec.label_key == "relation":
+        return list(unit.schema.roles)
+    return list(unit.schema.types)
