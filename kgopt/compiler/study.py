@@ -10,6 +10,7 @@ by Optuna's heartbeat and not counted. The test split is never read here.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ def default_storage(out_dir: Path) -> str:
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     # Heartbeats let a resumed study fail the trial a killed process left RUNNING.
     try:
-        return optuna.storages.RDBStorage(url=url, heartbeat_interval=30, grace_period=90)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in practice since Optuna 2.9
+            return optuna.storages.RDBStorage(url=url, heartbeat_interval=30, grace_period=90)
     except Exception as exc:  # bad URL, missing driver, unreachable database
         raise ConfigError(f"cannot open study storage {mf.redact_url(url)}: {type(exc).__name__}: {exc}") from None
 

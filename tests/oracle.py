@@ -1,0 +1,41 @@
+"""A deterministic stand-in for a model that has learnt from demonstrations.
+
+It answers a OneKE instruction with the gold answer of the record whose text it is asked
+about, but only when the prompt carries at least one demonstration; zero-shot it echoes
+the instruction (as the tiny embedded model does). So a compiled program with demos beats
+the zero-shot baseline, and the test can tell which one it runs.
+"""
+
+import json
+from pathlib import Path
+
+from kgopt.core.tasks import get_task
+from kgopt.data.readers import load_examples
+
+from tests.fakeserver import chat_response
+
+
+class Oracle:
+    def __init__(self, task: str, lang: str, data_dir: Path, source: str | None = None):
+        self.spec = get_task(task)
+        self.records = {}
+        for split in ("train", "dev", "test"):
+            for ex in load_examples(task, lang, split, data_dir=data_dir, source=source):
+                self.records[ex.record.text] = ex.record
+        self.broken = False  # set True to simulate a model that regressed
+
+    def answer(self, req: dict) -> str:
+        msgs = req["messages"]
+        last = msgs[-1]["content"]
+        try:
+            instr = json.loads(last)
+            rec = self.records[instr["input"]]
+        except (ValueError, KeyError, TypeError):
+            return "I cannot help with that."
+        has_demos = sum(1 for m in msgs if m["role"] == "assistant") > 0
+        if not has_demos or self.broken:
+            return last  # an echo: not an answer
+        return json.dumps(self.spec.gold_answer(rec, instr["schema"]), ensure_ascii=False)
+
+    def __call__(self, req: dict):
+        return 200, chat_response(self.answer(req))

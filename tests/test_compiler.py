@@ -1,0 +1,161 @@
+"""The compiler end to end on a deterministic endpoint: study, resume, budget, manifest, load, regress."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+import kgopt
+from kgopt.clients.config import EndpointConfig
+from kgopt.clients.lm import connect
+from kgopt.compiler import compile_program
+from kgopt.compiler.space import TrialConfig
+from kgopt.program import load_program
+from kgopt.regress import regress
+from tests.fakeserver import FakeServer
+from tests.oracle import Oracle
+
+TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
+
+
+@pytest.fixture()
+def oracle(shared_data):
+    o = Oracle(TASK, LANG, shared_data, SOURCE)
+    with FakeServer(o) as server:
+        o.server = server
+        yield o
+
+
+def _conn(server, max_calls=None):
+    return connect(EndpointConfig(api_base=server.url, model="fake"), cache=False, max_calls=max_calls)
+
+
+def _compile(oracle, shared_data, tmp_path, trials, **kw):
+    return compile_program(
+        TASK, LANG, _conn(oracle.server), source=SOURCE, trials=trials, data_dir=shared_data, compiled_dir=tmp_path / "compiled",
+        train_limit=12, dev_limit=3, instruction_proposals=1, augmented=False, **kw,
+    )
+
+
+def _study(tmp_path):
+    return optuna.load_study(study_name=f"{TASK}_{LANG}", storage=f"sqlite:///{tmp_path / 'compiled' / 'studies.sqlite3'}")
+
+
+def test_compile_beats_baseline_and_records_manifest(oracle, shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _compile(oracle, shared_data, tmp_path, trials=3)
+    m = res.manifest
+    assert res.path == tmp_path / "compiled" / "NER_en.json" and res.path.is_file()
+    # Zero-shot the oracle only echoes: F1 0. With demonstrations it answers the gold.
+    assert m["baseline_dev"]["f1"] == 0.0
+    assert m["chosen"] == "trial" and m["dev"]["f1"] == 100.0
+    assert m["trial"]["params"]["num_demos"] >= 1
+    assert m["dev"]["by_source"] == {SOURCE: 100.0} and m["dev"]["records"] == 3
+    # The data hashes are the files' real hashes; the test split is never listed.
+    for entry in m["data"]["train"] + m["data"]["dev"]:
+        assert hashlib.sha256((shared_data / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
+    assert not any("test.json" in e["path"] for e in m["data"]["train"] + m["data"]["dev"])
+    assert m["versions"]["dspy"] == "3.4.1" and m["endpoint"].endswith("|fake")
+    assert m["llm"]["calls"] == len(oracle.server.requests) > 0
+    study = _study(tmp_path)
+    assert len(study.trials) == 3
+    t = study.trials[m["trial"]["number"]]
+    assert t.user_attrs["dev_f1_by_source"] == {SOURCE: 100.0}
+    assert t.user_attrs["llm_calls"] > 0 and "instruction_text" in t.user_attrs
+    # The saved program answers through kgopt.load, with the manifest's schema.
+    ie = kgopt.load(res.path, connection=_conn(oracle.server))
+    rec = next(r for r in oracle.records.values() if r.labels and r.source == SOURCE)
+    got = ie(rec.text)
+    assert sorted((e["entity"], e["entity_type"]) for e in got) == sorted((e["entity"], e["entity_type"]) for e in rec.labels)
+    # Regression check: passes as saved, fails once the "model" regresses.
+    [ok] = regress([res.path], _conn(oracle.server), data_dir=shared_data)
+    assert ok.passed and ok.got == 100.0
+    oracle.broken = True
+    [bad] = regress([res.path], _conn(oracle.server), data_dir=shared_data)
+    assert not bad.passed and bad.got == 0.0
+
+
+def test_rerun_resumes_the_study(oracle, shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _compile(oracle, shared_data, tmp_path, trials=2)
+    first = len(oracle.server.requests)
+    numbers = [t.number for t in _study(tmp_path).trials]
+    res = _compile(oracle, shared_data, tmp_path, trials=3)
+    study = _study(tmp_path)
+    assert [t.number for t in study.trials][:2] == numbers and len(study.trials) == 3
+    assert res.trials_run == 3
+    # The baseline and the instruction proposals were not asked again; only one new trial ran.
+    assert 0 < len(oracle.server.requests) - first < first
+    # Asking for no more trials than there are only rewrites the program.
+    before = len(oracle.server.requests)
+    _compile(oracle, shared_data, tmp_path, trials=3)
+    assert len(oracle.server.requests) == before
+
+
+def test_max_calls_is_a_hard_cap(oracle, shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _compile(oracle, shared_data, tmp_path, trials=5, max_calls=12)
+    assert len(oracle.server.requests) == 12
+    assert res.path.is_file()  # the best so far (here: the baseline or an early trial) is written
+    stopped = [t for t in _study(tmp_path).trials if t.user_attrs.get("stopped")]
+    assert stopped and "budget" in stopped[0].user_attrs["stopped"]
+
+
+def test_trial_config_round_trips_through_params():
+    cfg = TrialConfig(optimizer="bootstrap", instruction=1, num_demos=2, demo_choice="coverage", output="json", max_items=2, max_len=16, options={"bootstrapped": 2})
+    assert TrialConfig.from_params(cfg.params()) == cfg
+    plain = TrialConfig(output="plain", max_items=3)
+    assert "max_items" not in plain.params()
+
+
+def test_load_errors_are_clear(tmp_path):
+    with pytest.raises(kgopt.ArtifactError, match="no compiled program RE_zh.json"):
+        kgopt.load("RE", "zh", compiled_dir=tmp_path)
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    with pytest.raises(kgopt.ArtifactError, match="not a kgopt program"):
+        kgopt.load(bad)
+
+
+def test_cli_compile_interrupted_then_resumed(shared_data, tmp_path):
+    """Ctrl-C in the middle of a study exits 130 keeping finished trials; the same command resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    o = Oracle(TASK, LANG, shared_data, SOURCE)
+
+    def slow(req):
+        time.sleep(0.5)
+        return o(req)
+
+    cmd = [sys.executable, "-m", "kgopt", "compile", "--task", TASK, "--lang", LANG, "--source", SOURCE, "--trials", "4",
+           "--data-dir", str(shared_data), "--train-limit", "12", "--dev-limit", "3", "--instruction-proposals", "0", "--no-augmented"]
+    with FakeServer(slow) as server:
+        env = {**os.environ, "KGOPT_API_BASE": server.url, "KGOPT_MODEL": "fake"}
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Interrupt as soon as the first trial has finished (Optuna logs it on stderr).
+        err_lines = []
+        for line in proc.stderr:
+            err_lines.append(line)
+            if "Trial 0 finished" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=60)
+        err = "".join(err_lines) + rest
+        assert proc.returncode == 130, err[-2000:]
+        assert "run the same command to resume" in err
+        finished_before = [t.number for t in _study(tmp_path).trials if t.state.name == "COMPLETE"]
+        assert 1 <= len(finished_before) < 4
+        assert not (tmp_path / "compiled" / "NER_en.json").exists()
+        res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+    trials = _study(tmp_path).trials
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 4
+    assert all(t.number in [x.number for x in trials] for t in trials if t.number in finished_before)
+    program, manifest = load_program(tmp_path / "compiled" / "NER_en.json", TASK, LANG)
+    assert manifest["dev"]["f1"] == 100.0 and "dev F1 100.00" in res.stdout
