@@ -1,0 +1,110 @@
+"""Augmentation: every rejection reason on real records, counts, provenance, merge on re-run."""
+
+import json
+
+import pytest
+
+from kgopt.augment import augment
+from kgopt.augment.validate import SampleChecker
+from kgopt.clients.config import EndpointConfig
+from kgopt.clients.lm import connect
+from kgopt.core.tasks import get_task
+from kgopt.data.readers import load_examples, read_unified
+from tests.fakeserver import FakeServer, chat_response
+
+LANG, SOURCE = "zh", "DuIE2.0"
+
+
+@pytest.fixture()
+def train(shared_data):
+    return load_examples("RE", LANG, "train", data_dir=shared_data, source=SOURCE)
+
+
+def _sample(text, head, rel, tail):
+    return {"text": text, "relation": [{"head": head, "relation": rel, "tail": tail}]}
+
+
+def test_checker_gives_one_reason_per_rejection(train):
+    spec, schema = get_task("RE"), train[0].schema
+    real = next(ex.record for ex in train if ex.record.labels)
+    rel = real.labels[0]
+    c = SampleChecker(spec, schema, [ex.record.text for ex in train])
+    new = "《星河之歌》是一首由王小明演唱的歌曲，收录于2020年发行的同名专辑。"
+    good = _sample(new, "星河之歌", "歌手", "王小明")
+    assert c.check(good)[1] is None
+    assert c.check(good) == (None, "duplicate")
+    assert c.check({"text": real.text, "relation": real.labels}) == (None, "near_copy")
+    assert c.check(_sample("李雷的妻子是韩梅梅。", "李雷", "不存在的关系", "韩梅梅")) == (None, "label_not_in_schema")
+    assert c.check(_sample("李雷的妻子是韩梅梅。", "李雷", "妻子", "王芳")) == (None, "span_not_in_text")
+    assert c.check({"text": "李雷的妻子是韩梅梅。", "relation": []}) == (None, "no_labels")
+    for bad in ("not an object", {"relation": []}, {"text": "x", "relation": [{"head": "x"}]}, {"text": "x", "relation": "x"}):
+        assert c.check(bad) == (None, "malformed")
+    assert rel["relation"] in schema.roles
+
+
+def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path):
+    schema = train[0].schema
+    first_rel = next(r for r in schema.roles if any(r == l["relation"] for ex in train for l in ex.record.labels))
+    real = next(ex.record for ex in train if ex.record.labels)
+    reply = {
+        "samples": [
+            _sample("《海上花开》由歌手张三演唱，发行于2019年。", "海上花开", first_rel, "张三"),  # accepted
+            _sample("《海上花开》由歌手张三演唱，发行于2019年。", "海上花开", first_rel, "张三"),  # duplicate
+            {"text": real.text, "relation": real.labels},  # near copy
+            _sample("李雷出生于北京。", "李雷", "没有这个关系", "北京"),  # not in schema
+            _sample("李雷出生于北京。", "李雷", first_rel, "上海"),  # span not in text
+        ]
+    }
+    with FakeServer(lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        rep = augment("RE", LANG, conn, source=SOURCE, per_label=5, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
+        req = server.requests[0]
+    data = rep.to_json()
+    assert (data["asked"], data["received"], data["accepted"]) == (5, 5, 1)
+    assert data["rejected"] == {"malformed": 0, "no_labels": 0, "label_not_in_schema": 1, "span_not_in_text": 1, "near_copy": 1, "duplicate": 1}
+    # The prompt shows real records with the label; the reply was constrained to the sample schema.
+    assert first_rel in req["messages"][0]["content"] and "response_format" in req
+    out = tmp_path / "iepile" / "IE-zh" / "RE" / SOURCE / "train.json"
+    recs = list(read_unified(out, "relation", SOURCE))
+    assert [r.text for r in recs] == ["《海上花开》由歌手张三演唱，发行于2019年。"]
+    row = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    prov = row["provenance"]
+    assert prov["model"] == "fake" and prov["prompt_version"] == "llmicl-v1" and prov["label"] == first_rel and prov["source_ids"]
+    assert (out.parent / "schema.json").read_bytes() == (shared_data / "iepile" / "IE-zh" / "RE" / SOURCE / "schema.json").read_bytes()
+    assert json.loads((tmp_path / "reports" / f"RE_zh_{SOURCE}_seed0.json").read_text())["accepted"] == 1
+    # A second run adds nothing new (its only good sample is a duplicate now) and loses nothing.
+    with FakeServer(lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        rep2 = augment("RE", LANG, conn, source=SOURCE, per_label=5, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
+    assert rep2.accepted == 0 and rep2.rejected["duplicate"] == 2
+    assert [r.text for r in read_unified(out, "relation", SOURCE)] == ["《海上花开》由歌手张三演唱，发行于2019年。"]
+    # The compiler reads augmented records with the same readers as real ones.
+    aug = load_examples("RE", LANG, "train", data_dir=tmp_path, source=SOURCE)
+    assert len(aug) == 1 and aug[0].record.labels[0]["relation"] == first_rel
+
+
+def test_unparsable_reply_is_counted_not_fatal(shared_data, tmp_path):
+    with FakeServer(lambda req: (200, chat_response("Sure! Here are some sentences: ..."))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        rep = augment("NER", "en", conn, source="CrossNER_AI", per_label=3, data_dir=shared_data, out_dir=tmp_path, max_labels=2)
+    d = rep.to_json()
+    assert d["asked"] == 6 and d["accepted"] == 0 and d["rejected"]["malformed"] == 2 and d["missing"] == 4
+    assert not (tmp_path / "iepile").exists()  # nothing accepted, no empty file
+
+
+def test_instructie_topics(shared_data, tmp_path):
+    exs = load_examples("KG", "en", "train", data_dir=shared_data)
+    topic = exs[1].record.cate
+    in_topic = [ex for ex in exs if ex.record.cate == topic]
+    used = {l["relation"] for ex in in_topic for l in ex.record.labels}
+    rel = next(r for r in in_topic[0].schema.roles if r in used)  # the first label augment asks about
+    s = {"text": "Maria Lopez works for Acme Robotics in Denver .", "relation": [
+        {"head": "Maria Lopez", "head_type": "person", "relation": rel, "tail": "Acme Robotics", "tail_type": "organization"}]}
+    with FakeServer(lambda req: (200, chat_response(json.dumps({"samples": [s]})))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        rep = augment("KG", "en", conn, source=topic, per_label=1, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
+    assert (rep.asked, rep.received, rep.accepted) == (1, 1, 1)
+    row = json.loads((tmp_path / "InstructIE" / "train_en.json").read_text().splitlines()[0])
+    assert row["cate"] == topic and row["relation"][0]["relation"] == rel
+    assert (tmp_path / "InstructIE" / "schema_en.json").is_file()
+    assert [ex.record.cate for ex in load_examples("KG", "en", "train", data_dir=tmp_path)] == [topic]
