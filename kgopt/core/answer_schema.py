@@ -29,6 +29,8 @@ def _object(props: dict[str, Any]) -> dict[str, Any]:
 def answer_json_schema(spec: TaskSpec, chunk: list[Any], max_items: int | None = None, max_len: int | None = None) -> dict[str, Any]:
     """A JSON schema that every valid answer to ``chunk`` satisfies (and only those)."""
     s = _string(max_len)
+    # An argument role holds one value, "NAN", or a list when it has several (IEPile's format).
+    role = {"anyOf": [s, _array(s, max_items)]}
     props: dict[str, Any] = {}
     for item in chunk:
         if spec.shape in ("entities", "triggers"):
@@ -36,10 +38,10 @@ def answer_json_schema(spec: TaskSpec, chunk: list[Any], max_items: int | None =
         elif spec.shape == "triples":
             props[item] = _array(_object({"subject": s, "object": s}), max_items)
         elif spec.shape == "events":
-            args = _object({role: s for role in item["arguments"]})
+            args = _object({r: role for r in item["arguments"]})
             props[item["event_type"]] = _array(_object({"trigger": s, "arguments": args}), max_items)
         elif spec.shape == "arguments":
-            props[item["event_type"]] = _array(_object({role: s for role in item["arguments"]}), max_items)
+            props[item["event_type"]] = _array(_object({r: role for r in item["arguments"]}), max_items)
         elif spec.shape == "typed_triples":
             triple = _object({"head": s, "head_type": s, "tail": s, "tail_type": s})
             for rel in item["relations"]:

@@ -1,0 +1,71 @@
+"""Answer JSON schemas, demonstration choice, and program settings through save/load."""
+
+import json
+
+import dspy
+import jsonschema
+import pytest
+
+from kgopt.core.answer_schema import answer_json_schema, response_format
+from kgopt.core.demos import cover_labels, most_similar, similarity
+from kgopt.core.tasks import LANGS, TASKS
+from kgopt.data.readers import load_examples
+from kgopt.program import IEProgram, ProgramSettings, load_program
+
+CASES = [(t, l) for t in TASKS for l in LANGS if not (t == "KG" and l not in LANGS)]
+
+
+@pytest.mark.parametrize("task,lang", CASES)
+def test_gold_answers_satisfy_the_answer_schema(task, lang, shared_data):
+    """Constrained decoding must never forbid a correct answer: every real gold answer validates."""
+    spec = TASKS[task]
+    n = 0
+    for ex in load_examples(task, lang, "dev", data_dir=shared_data, limit=15):
+        for chunk in spec.chunks(ex.schema, ex.record):
+            schema = answer_json_schema(spec, chunk)
+            answer = spec.gold_answer(ex.record, chunk)
+            jsonschema.validate(answer, schema)
+            n += 1
+            # ...and a wrong key is rejected.
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate({**answer, "not a label": []}, schema)
+    assert n > 0
+
+
+def test_caps_and_dialects():
+    spec = TASKS["NER"]
+    s = answer_json_schema(spec, ["person", "location"], max_items=2, max_len=8)
+    jsonschema.validate({"person": ["Ann", "Bob"], "location": []}, s)
+    for bad in ({"person": ["a", "b", "c"], "location": []}, {"person": ["much too long"], "location": []}, {"person": []}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, s)
+    assert response_format(s, "openai")["json_schema"]["schema"] == s
+    assert response_format(s, "llama-cpp") == {"type": "json_object", "schema": s}
+    with pytest.raises(ValueError):
+        response_format(s, "other")
+
+
+def test_similarity_and_selection():
+    assert similarity("北京是中国的首都", "北京是中国的首都") == 1.0
+    assert similarity("Paris is in France", "the cat sat") == 0.0
+    pool = ["Obama visited Paris in 2009", "The cat sat on the mat", "Obama met Merkel in Berlin"]
+    assert most_similar("Obama went to Berlin", pool, 2, key=str) == ["Obama visited Paris in 2009", "Obama met Merkel in Berlin"]
+    labels = {"a": {"x"}, "b": {"x", "y"}, "c": {"z"}}
+    assert sorted(cover_labels(list(labels), 2, labels_of=labels.get)) == ["b", "c"]
+
+
+def test_program_picks_demos_and_sends_settings(tmp_path):
+    prog = IEProgram("NER", "en", settings=ProgramSettings(num_demos=1, demo_selection="similar", output="json", temperature=0.3, max_tokens=99, max_items=2))
+    prog.extract.demos = [
+        dspy.Example(text="The cat sat on the mat", chunk=["animal"], answer='{"animal": ["cat"]}'),
+        dspy.Example(text="Obama visited Paris", chunk=["person"], answer='{"person": ["Obama"]}'),
+    ]
+    assert [d["text"] for d in prog.select_demos("Obama visited Berlin", ["person"])] == ["Obama visited Paris"]
+    cfg = prog.call_config(["person"])
+    assert cfg["temperature"] == 0.3 and cfg["seed"] == 0 and cfg["max_tokens"] == 99
+    assert cfg["response_format"]["json_schema"]["schema"]["properties"]["person"]["maxItems"] == 2
+    path = prog.save_artifact(tmp_path / "p.json", {"kind": "test"})
+    loaded, manifest = load_program(path, "NER", "en")
+    assert loaded.settings == prog.settings and len(loaded.extract.demos) == 2 and manifest == {"kind": "test"}
+    with pytest.raises(ValueError):
+        ProgramSettings(output="xml")
