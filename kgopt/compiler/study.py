@@ -329,7 +329,16 @@ def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir,
         "trial": None
         if chosen == "baseline"
         else {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}},
-        "study": {"name": study.study_name, "storage": mf.redact_url(url), "trials_finished": len(_done(study)), "instruction_prompt": PROMPT_VERSION},
+        "study": {
+            "name": study.study_name,
+            "storage": mf.redact_url(url),
+            "trials_finished": len(_done(study)),
+            "instruction_prompt": PROMPT_VERSION,
+            # What making this program cost over the whole study (all runs), from the trials' records.
+            "llm_calls": sum(t.user_attrs.get("llm_calls", 0) for t in _done(study)),
+            "llm_tokens": sum(t.user_attrs.get("llm_tokens", 0) for t in _done(study)),
+            "trial_seconds": round(sum(t.user_attrs.get("seconds", 0) for t in _done(study)), 1),
+        },
         "data": {
             "train": [mf.data_entry(p, root, len(train)) for p in split_files(spec.name, lang, "train", data_dir, source)],
             "dev": [mf.data_entry(p, root, len(dev)) for p in split_files(spec.name, lang, "dev", data_dir, source)],

@@ -1,0 +1,38 @@
+"""The compiler and the augmenter on the real embedded model (small budgets)."""
+
+import pytest
+
+from kgopt.augment import augment
+from kgopt.clients.config import resolve_endpoint
+from kgopt.clients.lm import connect
+from kgopt.compiler import compile_program
+
+pytestmark = pytest.mark.llm
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return connect(resolve_endpoint(), max_tokens=256)
+
+
+def test_compile_on_the_embedded_model(embedded, shared_data, tmp_path):
+    res = compile_program(
+        "NER", "en", embedded, source="CrossNER_AI", trials=1, data_dir=shared_data, compiled_dir=tmp_path,
+        train_limit=6, dev_limit=1, max_demos=1, instruction_proposals=1, augmented=False,
+    )
+    m = res.manifest
+    assert res.path.is_file() and m["endpoint"].startswith("embedded|")
+    assert m["study"]["trials_finished"] == 1
+    assert m["llm"]["calls"] > 0 and m["llm"]["total_tokens"] > 0
+    assert m["study"]["name"] == "NER_en" and len(m["data"]["dev"]) == 2  # dev.json + schema.json
+
+
+def test_augment_on_the_embedded_model(embedded, shared_data, tmp_path):
+    rep = augment("NER", "en", embedded, source="CrossNER_AI", per_label=2, max_labels=1, data_dir=shared_data, out_dir=tmp_path)
+    d = rep.to_json()
+    assert d["asked"] == 2 and d["failed_calls"] == 0
+    # Every sample the model returned is accounted for: accepted or rejected with a reason.
+    # (an unparsable reply counts as one malformed sample).
+    assert d["accepted"] + sum(d["rejected"].values()) == d["received"]
+    assert d["received"] <= 2 and d["missing"] == 2 - d["received"]
+    assert (tmp_path / "reports" / "NER_en_CrossNER_AI_seed0.json").is_file()
