@@ -7,6 +7,7 @@ the zero-shot baseline, and the test can tell which one it runs.
 """
 
 import json
+import re
 from pathlib import Path
 
 from kgopt.core.tasks import get_task
@@ -24,6 +25,17 @@ class Oracle:
                 self.records[ex.record.text] = ex.record
         self.broken = False  # set True to simulate a model that regressed
 
+    def structured(self, msgs: list) -> str:
+        """A reply in DSPy's chat format to DSPy's own prompts (MIPRO's proposer, GEPA's reflection)."""
+        system = msgs[0]["content"] if msgs and msgs[0]["role"] == "system" else ""
+        m = re.search(r"Your output fields are:(.*?)(?:\n\n|All interactions)", system, re.S)
+        if not m:
+            return "I cannot help with that."
+        names = re.findall(r"`(\w+)`", m.group(1))
+        text = "Extract every span of the input that matches a schema label; answer in JSON keyed by the labels."
+        body = "".join(f"[[ ## {n} ## ]]\n{text}\n\n" for n in names)
+        return body + "[[ ## completed ## ]]"
+
     def answer(self, req: dict) -> str:
         msgs = req["messages"]
         last = msgs[-1]["content"]
@@ -31,7 +43,7 @@ class Oracle:
             instr = json.loads(last)
             rec = self.records[instr["input"]]
         except (ValueError, KeyError, TypeError):
-            return "I cannot help with that."
+            return self.structured(msgs)
         has_demos = sum(1 for m in msgs if m["role"] == "assistant") > 0
         if not has_demos or self.broken:
             return last  # an echo: not an answer

@@ -159,3 +159,30 @@ def test_cli_compile_interrupted_then_resumed(shared_data, tmp_path):
     assert all(t.number in [x.number for x in trials] for t in trials if t.number in finished_before)
     program, manifest = load_program(tmp_path / "compiled" / "NER_en.json", TASK, LANG)
     assert manifest["dev"]["f1"] == 100.0 and "dev F1 100.00" in res.stdout
+
+
+@pytest.mark.parametrize("name", ["mipro", "gepa"])
+def test_mipro_and_gepa_compile(name, oracle, shared_data, tmp_path, monkeypatch):
+    """DSPy's MIPROv2 and GEPA run inside trials (the oracle also answers DSPy's own prompts)."""
+    monkeypatch.chdir(tmp_path)
+    res = _compile(oracle, shared_data, tmp_path, trials=1, optimizer=name)
+    trials = [t for t in _study(tmp_path).trials if t.state.name != "WAITING"]  # the 2nd warm start waits
+    assert [t.state.name for t in trials] == ["COMPLETE"] and trials[0].params["optimizer"] == name
+    assert res.manifest["chosen"] == "trial" and res.manifest["dev"]["f1"] == 100.0
+    program, _ = load_program(res.path)
+    assert program.extract.demos
+    if name == "mipro":  # MIPRO's proposer wrote the instruction the program now carries
+        assert program.instruction.startswith("Extract every span of the input")
+
+
+def test_a_failing_optimizer_is_recorded_on_its_trial(shared_data, tmp_path, monkeypatch):
+    """A model that cannot follow MIPRO's prompts: the trial fails with its reason; the baseline is written."""
+    monkeypatch.chdir(tmp_path)
+    o = Oracle(TASK, LANG, shared_data, SOURCE)
+    o.structured = lambda msgs: "I cannot help with that."
+    with FakeServer(o) as server:
+        o.server = server
+        res = _compile(o, shared_data, tmp_path, trials=1, optimizer="mipro")
+    t = _study(tmp_path).trials[0]
+    assert t.state.name == "FAIL" and "AdapterParseError" in t.user_attrs["error"]
+    assert res.manifest["chosen"] == "baseline" and res.path.is_file()

@@ -10,7 +10,12 @@ cover the most labels, ``similar`` keeps a larger pool and the program picks per
   chunk metric, topped up with gold examples.
 - ``mipro``: DSPy ``MIPROv2`` - LLM-proposed instructions x bootstrapped demo sets, searched
   with its own small Bayesian search on the validation chunks.
-- ``gepa``: DSPy ``GEPA`` - reflective instruction evolution from textual feedback.
+- ``gepa``: DSPy ``GEPA`` - reflective instruction evolution from textual feedback, starting
+  from gold demonstrations.
+
+mipro and gepa talk to the model in DSPy's own structured prompts (proposals, reflection); a
+model that cannot follow them (the tiny embedded one) makes their trials fail, and each failed
+trial records its error in the study.
 """
 
 from __future__ import annotations
@@ -111,7 +116,9 @@ def run_optimizer(
             track_stats=False,
             seed=seed,
         )
-        compiled = tele.compile(program, trainset=trainset, valset=valset or trainset[: max(2, len(trainset) // 3)])
+        # GEPA evolves the instruction only: it starts from gold demonstrations, which it keeps.
+        seeded = dspy.LabeledFewShot(k=_pool_size(num_demos, demo_choice)).compile(program, trainset=trainset, sample=False) if num_demos else program
+        compiled = tele.compile(seeded, trainset=trainset, valset=valset or trainset[: max(2, len(trainset) // 3)])
     else:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     apply_demo_choice(compiled, num_demos, demo_choice, seed)

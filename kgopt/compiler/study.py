@@ -145,6 +145,11 @@ class Compiler:
             trial.set_user_attr("stopped", str(exc))
             trial.study.stop()
             raise optuna.TrialPruned(str(exc)) from None
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # recorded on the trial (Optuna marks it failed and goes on)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:500]}")
+            raise
         finally:
             self._record_usage(trial, before, started)
         trial.set_user_attr("compile_calls", after_compile["calls"] - before["calls"])
