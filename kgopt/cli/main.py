@@ -210,6 +210,8 @@ def augment(
     typer.echo(f"{data['task']}/{data['lang']}: asked {data['asked']}, received {data['received']}, accepted {data['accepted']}, missing {data['missing']}, failed calls {data['failed_calls']}")
     for reason, n in data["rejected"].items():
         typer.echo(f"  rejected {reason:<20} {n}")
+    u = data["llm"]
+    typer.echo(f"LLM: {u.get('calls', 0)} calls, {u.get('total_tokens', 0)} tokens, {u.get('cache_hits', 0)} from cache")
     for f in data["files"]:
         typer.echo(f"written: {f}")
 
