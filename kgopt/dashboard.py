@@ -15,7 +15,7 @@ def storage_url(storage: str | None = None, compiled_dir: str | Path = "compiled
     db = Path(compiled_dir) / "studies.sqlite3"
     if not db.is_file():
         raise ConfigError(f"no study database at {db}; run `kgopt compile` first or pass --storage")
-    return f"sqlite:///{db.resolve()}"
+    return f"sqlite:///{db}"
 
 
 def serve(storage: str | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:

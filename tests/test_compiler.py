@@ -186,3 +186,27 @@ def test_a_failing_optimizer_is_recorded_on_its_trial(shared_data, tmp_path, mon
     t = _study(tmp_path).trials[0]
     assert t.state.name == "FAIL" and "AdapterParseError" in t.user_attrs["error"]
     assert res.manifest["chosen"] == "baseline" and res.path.is_file()
+
+
+def test_evaluate_a_compiled_program_on_data_outside_the_repo(oracle, shared_data, tmp_path, monkeypatch):
+    """`kgopt evaluate --program` on the test split of a data folder elsewhere, in the same layout."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from kgopt.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    res = _compile(oracle, shared_data, tmp_path, trials=1)
+    ext = tmp_path / "elsewhere" / "iepile" / "IE-en" / "NER" / SOURCE
+    ext.mkdir(parents=True)
+    src = shared_data / "iepile" / "IE-en" / "NER" / SOURCE
+    shutil.copy(src / "schema.json", ext / "schema.json")
+    (ext / "test.json").write_text("".join((src / "test.json").read_text(encoding="utf-8").splitlines(True)[:4]), encoding="utf-8")
+    monkeypatch.setenv("KGOPT_API_BASE", oracle.server.url)
+    monkeypatch.setenv("KGOPT_MODEL", "fake")
+    out = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "en", "--program", str(res.path), "--data-dir", str(tmp_path / "elsewhere"),
+                                   "--split", "test", "--json", "--no-cache", "--out", str(tmp_path / "ev")])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["instances"] == 4 and data["total"]["F1"] == 100.0

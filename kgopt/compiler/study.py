@@ -48,7 +48,8 @@ class CompileResult:
 
 def default_storage(out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(out_dir / 'studies.sqlite3').resolve()}"
+    # Relative when the folder is: the URL lands in manifests, which should not name this machine's paths.
+    return f"sqlite:///{out_dir / 'studies.sqlite3'}"
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
