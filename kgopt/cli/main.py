@@ -82,6 +82,20 @@ EndpointOpt = typer.Option(None, "--api-base", help="OpenAI-compatible base URL,
 ModelOpt = typer.Option(None, "--model", help="Model name served there, e.g. novel (env KGOPT_MODEL).")
 KeyOpt = typer.Option(None, "--api-key", help="API key (env KGOPT_API_KEY; default EMPTY). Never logged.")
 ConfigOpt = typer.Option(None, "--config", help="A kgopt.toml with an \\[endpoint] table (default: ./kgopt.toml if present).")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
+
+
+def _start(verbose: bool) -> None:
+    _setup_logging(verbose)
+    _interruptible()
+
+
+def _connect(api_base, model, api_key, config, **kwargs):
+    """The endpoint from flags > env > kgopt.toml > embedded, connected (may start the embedded model)."""
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.lm import connect
+
+    return connect(resolve_endpoint(api_base, model, api_key, config_path=config), **kwargs)
 
 
 @app.command()
@@ -127,19 +141,15 @@ def evaluate(
     config: Optional[Path] = ConfigOpt,
     max_tokens: int = typer.Option(512, "--max-tokens", min=16, help="Longest answer per call."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Run a program over a split, write evaluator-format predictions, and print the scores."""
-    _setup_logging(verbose)
-    _interruptible()
-    from kgopt.clients.config import resolve_endpoint
-    from kgopt.clients.lm import connect
+    _start(verbose)
     from kgopt.data.jsonio import dumps
     from kgopt.evaluate import evaluate as run
 
     try:
-        cfg = resolve_endpoint(api_base, model, api_key, config_path=config)
-        conn = connect(cfg, max_tokens=max_tokens, cache=not no_cache)
+        conn = _connect(api_base, model, api_key, config, max_tokens=max_tokens, cache=not no_cache)
         ev = run(task.value, lang.value, conn, split, source, limit, data_dir, program, threads, out)
     except KgoptError as exc:
         _fail(exc)
@@ -185,18 +195,15 @@ def augment(
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
     config: Optional[Path] = ConfigOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Generate new annotated training samples with the LLM (DeepKE LLMICL style); keep only valid ones."""
-    _setup_logging(verbose)
-    _interruptible()
+    _start(verbose)
     from kgopt.augment import augment as run
-    from kgopt.clients.config import resolve_endpoint
-    from kgopt.clients.lm import connect
     from kgopt.data.jsonio import dumps
 
     try:
-        conn = connect(resolve_endpoint(api_base, model, api_key, config_path=config))
+        conn = _connect(api_base, model, api_key, config)
         rep = run(task.value, lang.value, conn, source, per_label, seed, data_dir, out, max_labels, constrained=not plain)
     except KgoptError as exc:
         _fail(exc)
@@ -239,17 +246,14 @@ def compile_cmd(
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
     config: Optional[Path] = ConfigOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Compile a program: DSPy optimisers inside an Optuna study, scored on dev; writes the best."""
-    _setup_logging(verbose)
-    _interruptible()
-    from kgopt.clients.config import resolve_endpoint
-    from kgopt.clients.lm import connect
+    _start(verbose)
     from kgopt.compiler import compile_program
 
     try:
-        conn = connect(resolve_endpoint(api_base, model, api_key, config_path=config))
+        conn = _connect(api_base, model, api_key, config)
         res = compile_program(
             task.value, lang.value, conn, source=source, optimizer=optimizer.value if optimizer else None, trials=trials,
             storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
@@ -279,17 +283,14 @@ def regress(
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
     config: Optional[Path] = ConfigOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Re-score saved programs on their recorded dev data; exit 1 if any fell below its manifest F1."""
-    _setup_logging(verbose)
-    _interruptible()
-    from kgopt.clients.config import resolve_endpoint
-    from kgopt.clients.lm import connect
+    _start(verbose)
     from kgopt.regress import regress as run
 
     try:
-        conn = connect(resolve_endpoint(api_base, model, api_key, config_path=config), cache=not no_cache)
+        conn = _connect(api_base, model, api_key, config, cache=not no_cache)
         results = run(programs, conn, tolerance, data_dir, threads)
     except KgoptError as exc:
         _fail(exc)
