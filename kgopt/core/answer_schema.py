@@ -29,8 +29,11 @@ def _object(props: dict[str, Any]) -> dict[str, Any]:
 def answer_json_schema(spec: TaskSpec, chunk: list[Any], max_items: int | None = None, max_len: int | None = None) -> dict[str, Any]:
     """A JSON schema that every valid answer to ``chunk`` satisfies (and only those)."""
     s = _string(max_len)
-    # An argument role holds one value, "NAN", or a list when it has several (IEPile's format).
-    role = {"anyOf": [s, _array(s, max_items)]}
+    # One string per role ("NAN" when absent). IEPile also allows a list for a multi-valued role,
+    # but an anyOf makes llama-cpp-python's grammar sampler crawl (measured: calls timing out at
+    # 120 s that take ~10 s unconstrained), so json mode gives each role one value; plain mode
+    # keeps lists.
+    role = s
     props: dict[str, Any] = {}
     for item in chunk:
         if spec.shape in ("entities", "triggers"):
