@@ -304,12 +304,13 @@ def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir,
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
     if best is not None and best.value > baseline["f1"]:
         chosen = "trial"
-        art = comp.trials_dir / f"trial-{best.number}.json"
-        if art.is_file():
-            from kgopt.program import load_program
+        from kgopt.program import load_program
 
-            program, _ = load_program(art, spec.name, lang)
-        else:  # another worker ran it: rebuild from its parameters (deterministic given the cache)
+        art = comp.trials_dir / f"trial-{best.number}.json"
+        program, saved = load_program(art, spec.name, lang) if art.is_file() else (None, {})
+        if program is None or saved.get("params") != best.params:
+            # Another worker ran it, or the file is from an older study of the same name:
+            # rebuild from the trial's parameters (deterministic given the response cache).
             program = comp.build(TrialConfig.from_params(best.params), comp.seed + best.number)
         dev_f1, dev_by_source = best.value, best.user_attrs.get("dev_f1_by_source", {})
     else:
