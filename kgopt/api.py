@@ -60,10 +60,9 @@ class Extractor:
     @property
     def connection(self):
         if self._connection is None:
-            from kgopt.clients.config import resolve_endpoint
-            from kgopt.clients.lm import connect
+            from kgopt.clients.lm import default_connection
 
-            self._connection = connect(resolve_endpoint())
+            self._connection = default_connection()
         return self._connection
 
     def schema_for(self, schema: Any = None, source: str | None = None) -> Schema:

@@ -134,10 +134,9 @@ def evaluate(
     """Score a program (the zero-shot baseline by default) on one split; see module doc."""
     started = time.monotonic()
     if connection is None:
-        from kgopt.clients.config import resolve_endpoint
-        from kgopt.clients.lm import connect
+        from kgopt.clients.lm import default_connection
 
-        connection = connect(resolve_endpoint())
+        connection = default_connection()
     if program is None:
         program = IEProgram(task, lang)
     elif not isinstance(program, IEProgram):

@@ -77,8 +77,7 @@ def regress(paths=None, connection=None, tolerance: float = 2.0, data_dir=None, 
     if not files:
         raise ArtifactError(f"no compiled programs found in {compiled_dir}")
     if connection is None:
-        from kgopt.clients.config import resolve_endpoint
-        from kgopt.clients.lm import connect
+        from kgopt.clients.lm import default_connection
 
-        connection = connect(resolve_endpoint())
+        connection = default_connection()
     return [regress_one(p, connection, tolerance, data_dir, threads) for p in files]

@@ -25,6 +25,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from kgopt.augment.validate import REASONS, SampleChecker
+from kgopt.clients.lm import complete_text
 from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
@@ -186,10 +187,9 @@ def augment(
     out_root = Path(out_dir) if out_dir else default_data_dir() / "augmented"
     units = _units(spec, lang, source, data_dir, out_root)  # reads (and checks) the data before any call
     if connection is None:
-        from kgopt.clients.config import resolve_endpoint
-        from kgopt.clients.lm import connect
+        from kgopt.clients.lm import default_connection
 
-        connection = connect(resolve_endpoint())
+        connection = default_connection()
     lm = connection.lm
     report = AugmentReport(spec.name, lang, connection.model, seed)
     before = lm.usage.snapshot()
@@ -223,9 +223,7 @@ def augment(
 
                 kwargs["response_format"] = response_format(_sample_schema(spec, per_label), getattr(lm, "json_dialect", "openai"))
             try:
-                out = lm(messages=[{"role": "user", "content": prompt}], **kwargs)
-                raw = out[0] if out else ""
-                raw = raw.get("text", "") if isinstance(raw, dict) else raw
+                raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
             except BudgetExceeded:
                 raise
             except Exception as exc:

@@ -278,3 +278,17 @@ def connect(
         max_calls=max_calls,
     )
     return Connection(lm=lm, config=config, identity=identity, embedded=config.embedded)
+
+
+def default_connection(**kwargs) -> Connection:
+    """The configured endpoint (flags aside: env > kgopt.toml > embedded), connected."""
+    from kgopt.clients.config import resolve_endpoint
+
+    return connect(resolve_endpoint(), **kwargs)
+
+
+def complete_text(lm: Any, messages: list[dict], **kwargs: Any) -> str:
+    """One chat completion's text through a DSPy LM (outputs may be strings or dicts)."""
+    out = lm(messages=messages, **kwargs)
+    first = out[0] if out else ""
+    return (first.get("text") or "") if isinstance(first, dict) else (first or "")

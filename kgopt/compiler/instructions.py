@@ -14,6 +14,7 @@ from typing import Any
 import dspy
 from loguru import logger
 
+from kgopt.clients.lm import complete_text
 from kgopt.core.tasks import TaskSpec
 from kgopt.errors import BudgetExceeded
 
@@ -63,9 +64,7 @@ def propose_instructions(spec: TaskSpec, lang: str, lm: Any, examples: list[dspy
         counts["asked"] += 1
         try:
             # A sampled reply per proposal; the seed keeps it reproducible (and cacheable).
-            out = lm(messages=[{"role": "user", "content": prompt}], temperature=0.8, seed=seed * 1000 + i, max_tokens=200)
-            raw = out[0] if out else ""
-            raw = raw.get("text", "") if isinstance(raw, dict) else raw
+            raw = complete_text(lm, [{"role": "user", "content": prompt}], temperature=0.8, seed=seed * 1000 + i, max_tokens=200)
         except BudgetExceeded:
             raise
         except Exception as exc:

@@ -222,10 +222,9 @@ def compile_program(
     logger.info("{} {}: {} train + {} augmented records, {} dev records", spec.name, lang, len(train), len(aug), len(dev))
 
     if connection is None:
-        from kgopt.clients.config import resolve_endpoint
-        from kgopt.clients.lm import connect
+        from kgopt.clients.lm import default_connection
 
-        connection = connect(resolve_endpoint())
+        connection = default_connection()
     lm = connection.lm
     if max_calls is not None:
         lm.max_calls = lm.requests_sent + max_calls
