@@ -12,7 +12,9 @@ pytestmark = pytest.mark.llm
 
 @pytest.fixture(scope="module")
 def embedded():
-    return connect(resolve_endpoint(), max_tokens=256)
+    # No response cache: other tests may already have asked the same prompts, and this one
+    # checks that the model itself was called.
+    return connect(resolve_endpoint(), max_tokens=256, cache=False)
 
 
 def test_compile_on_the_embedded_model(embedded, shared_data, tmp_path):
