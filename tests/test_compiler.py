@@ -210,3 +210,24 @@ def test_evaluate_a_compiled_program_on_data_outside_the_repo(oracle, shared_dat
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["instances"] == 4 and data["total"]["F1"] == 100.0
+
+
+def test_cli_regress_exit_codes(oracle, shared_data, tmp_path, monkeypatch):
+    """`kgopt regress`: 0 when a program holds its F1, 1 when it fell, 2 for a missing file."""
+    from typer.testing import CliRunner
+
+    from kgopt.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    res = _compile(oracle, shared_data, tmp_path, trials=1)
+    monkeypatch.setenv("KGOPT_API_BASE", oracle.server.url)
+    monkeypatch.setenv("KGOPT_MODEL", "fake")
+    args = ["regress", str(res.path), "--data-dir", str(shared_data), "--no-cache"]
+    ok = CliRunner().invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert "1 passed, 0 failed" in ok.stdout
+    oracle.broken = True
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code == 1 and "FAIL" in bad.stdout
+    missing = CliRunner().invoke(app, ["regress", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "no such program file" in missing.output
