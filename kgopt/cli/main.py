@@ -322,6 +322,92 @@ def dashboard(
 
 
 @app.command()
+def extract(
+    input_path: Path = typer.Option(..., "--input", help="Documents: JSON lines {id, text, cate?}, a text file (one document per line) or a folder of .txt files."),
+    lang: Lang = typer.Option(..., "--lang", help="Language of the documents and programs."),
+    tasks: str = typer.Option("KG", "--tasks", help="Comma-separated tasks to run on every chunk: KG, RE, NER, EE, EET."),
+    program: Optional[list[Path]] = typer.Option(None, "--program", help="A program file to use for its task (repeatable). Default: compiled/<TASK>_<lang>.json, else the zero-shot baseline."),
+    schema: Optional[list[str]] = typer.Option(None, "--schema", help="[TASK=]FILE: the KG topics (an InstructIE schema_*.json; the default TASK) or an IEPile schema.json for RE/NER/EE. Default: the data's."),
+    out: Path = typer.Option(Path("kg-out"), "--out", help="Output directory: results log, graph exports, report."),
+    workers: int = typer.Option(4, "--workers", min=1, help="LLM requests in flight at once."),
+    max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),
+    max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="Stop cleanly once more calls than this have failed after retries."),
+    chunk_chars: int = typer.Option(500, "--chunk-chars", min=20, help="Longest chunk of a document sent in one call, in characters."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed input lines (listed in the report) instead of stopping."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model again instead of replaying cached answers."),
+    neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Also load the graph into Neo4j (bolt://...); password from NEO4J_PASSWORD."),
+    neo4j_user: str = typer.Option("neo4j", "--neo4j-user", help="Neo4j user."),
+    data_dir: Optional[Path] = DataDirOpt,
+    api_base: Optional[str] = EndpointOpt,
+    model: Optional[str] = ModelOpt,
+    api_key: Optional[str] = KeyOpt,
+    config: Optional[Path] = ConfigOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Build a knowledge graph from documents with the compiled programs; re-running resumes.
+
+    Exit status: 0 done; 1 done but some chunks failed (listed; re-run to retry them);
+    2 bad input or configuration, or stopped by --max-failures/--max-calls (finished work kept).
+    """
+    _start(verbose)
+    from kgopt.extract import extract as run
+
+    schemas = {}
+    for item in schema or []:
+        task_name, _, path = item.rpartition("=")
+        schemas[(task_name or "KG").upper()] = path
+    try:
+        conn = _connect(api_base, model, api_key, config, cache=not no_cache, max_calls=max_calls)
+        report = run(
+            input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
+            schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, chunk_chars=chunk_chars,
+            skip_bad=skip_bad, data_dir=data_dir, neo4j={"uri": neo4j_uri, "user": neo4j_user} if neo4j_uri else None,
+        )
+    except KgoptError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: finished calls are in {out / 'results.jsonl'}; run the same command to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    r = report
+    typer.echo(f"documents {r.documents} (empty {r.empty_documents}, skipped bad lines {len(r.bad_lines)}); calls planned {r.units}: "
+               f"{r.already_done} done before, {r.ran} run now ({r.ok} ok, {r.unparsable} unparsable, {len(r.failed)} failed)")
+    u = r.usage
+    typer.echo(f"LLM: {u.get('calls', 0)} calls, {u.get('total_tokens', 0)} tokens, {u.get('cache_hits', 0)} from cache, {u.get('retries', 0)} retries; {r.seconds:.1f}s")
+    typer.echo(f"graph: {r.graph['nodes']} nodes, {r.graph['triples']} triples -> {out}")
+    for f in r.failed[:10]:
+        typer.secho(f"failed: {f['doc']} chunk {f['chunk']} {f['task']}: {f['error']}", fg=typer.colors.YELLOW, err=True)
+    if r.failed:
+        typer.secho(f"{len(r.failed)} calls failed (all in {out / 'report.json'}); run the same command to retry them", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1)
+
+
+@app.command("graph-stats")
+def graph_stats(
+    out: Path = typer.Argument(..., help="A `kgopt extract --out` directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Counts of a built graph: nodes by type, triples by relation, documents, grounding."""
+    from kgopt.data.jsonio import dumps
+    from kgopt.graph.stats import graph_stats as stats
+
+    try:
+        s = stats(out)
+    except KgoptError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(dumps(s, indent=2))
+        return
+    typer.echo(f"nodes {s['nodes']}  triples {s['triples']}  observations {s['observations']} "
+               f"(grounded {s['grounded_observations']})  documents with triples {s['documents_with_triples']}")
+    typer.echo("nodes by type:")
+    for k, v in s["nodes_by_type"].items():
+        typer.echo(f"  {v:>8}  {k}")
+    typer.echo("triples by relation:")
+    for k, v in s["triples_by_relation"].items():
+        typer.echo(f"  {v:>8}  {k}")
+
+
+@app.command()
 def tasks() -> None:
     """List the tasks, their datasets and schema split sizes."""
     from kgopt.core.tasks import TASKS

@@ -99,7 +99,13 @@ class Usage:
         return d
 
 
+class BadResponse(EndpointError):
+    """The endpoint answered 200 with a body that is not a chat completion (a proxy's error page, a cut-off body)."""
+
+
 def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, BadResponse):
+        return True
     if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
         return True
     if isinstance(exc, openai.APIStatusError):
@@ -196,9 +202,12 @@ class EndpointLM(dspy.BaseLM):
         while True:
             self._take_call()
             try:
-                resp = self._client.chat.completions.create(**req)
+                try:
+                    resp = self._client.chat.completions.create(**req)
+                except ValueError as exc:  # the body was not JSON
+                    raise BadResponse(f"{self.api_base}: response body is not JSON ({exc})") from None
                 if not getattr(resp, "choices", None):
-                    raise EndpointError(f"{self.api_base}: response has no choices")
+                    raise BadResponse(f"{self.api_base}: response has no choices")
                 u = resp.usage
                 self.usage.add(
                     calls=1,

@@ -34,6 +34,19 @@ class Schema:
         )
 
 
+def merge_schemas(schemas) -> Schema:
+    """The union of several schemas, first-seen order (e.g. every source of a task)."""
+    types: list[str] = []
+    roles: list[str] = []
+    type_roles: dict[str, tuple[str, ...]] = {}
+    for s in schemas:
+        types += [t for t in s.types if t not in types]
+        roles += [r for r in s.roles if r not in roles]
+        for t, rs in s.type_roles.items():
+            type_roles.setdefault(t, rs)
+    return Schema.make(types, roles, type_roles)
+
+
 @dataclass
 class Record:
     """One annotated (or unannotated) text in IEPile's unified format.

@@ -1,0 +1,208 @@
+"""From extracted labels to one merged knowledge graph. Pure: no I/O, no providers.
+
+Two steps:
+1. ``mentions_from_labels`` turns one call's parsed labels (any task) into graph mentions
+   with character offsets in the document: typed triples, and bare entities.
+2. ``GraphBuilder`` merges mentions from many documents. An entity is its normalised name
+   plus its type (the surface forms it was seen under are kept as aliases); a mention
+   without a type (RE heads/tails, event arguments) joins the typed entity of the same
+   name when exactly one exists. Duplicate triples collapse into one edge with a count
+   and the provenance of every chunk that produced it.
+
+Everything is ordered by the input's order, never by completion order, so the graph of a
+run does not depend on how many workers ran it or where it was interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from kgopt.core.chunking import find_span
+
+EXTRACT_TASKS = ("KG", "RE", "NER", "EE", "EET")  # EEA needs given triggers: not for raw text
+_EDGE_QUOTES = "\"'“”‘’《》「」『』【】()（）[]<>"
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(name: str) -> str:
+    """The merge key of a name: NFKC, casefolded, single spaces, no wrapping quotes/brackets."""
+    s = unicodedata.normalize("NFKC", name)
+    s = _SPACES.sub(" ", s).strip().strip(_EDGE_QUOTES).strip()
+    return s.casefold()
+
+
+def node_id(name_key: str, type_: str) -> str:
+    return "n" + hashlib.sha1(f"{type_}\x1f{name_key}".encode("utf-8")).hexdigest()[:16]
+
+
+def mentions_from_labels(task: str, labels: list[dict[str, Any]], text: str, offset: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Graph mentions of one call's labels; spans are ``[start, end]`` in the document or None."""
+    triples, entities = [], []
+
+    def span(s: str):
+        return find_span(text, s, offset)
+
+    for it in labels:
+        if task == "NER":
+            name = it.get("entity", "")
+            if name:
+                entities.append({"name": name, "type": it.get("entity_type", ""), "span": span(name)})
+        elif task in ("RE", "KG"):
+            h, t = it.get("head", ""), it.get("tail", "")
+            if h and t:
+                triples.append(
+                    {
+                        "head": h,
+                        "head_type": it.get("head_type", "") or "",
+                        "relation": it.get("relation", ""),
+                        "tail": t,
+                        "tail_type": it.get("tail_type", "") or "",
+                        "head_span": span(h),
+                        "tail_span": span(t),
+                    }
+                )
+        elif task in ("EE", "EET"):
+            trig, etype = it.get("event_trigger", ""), it.get("event_type", "")
+            if not trig:
+                continue
+            args = it.get("arguments") or []
+            if not args:
+                entities.append({"name": trig, "type": etype, "span": span(trig)})
+            for a in args:
+                arg = a.get("argument", "")
+                if arg:
+                    triples.append(
+                        {
+                            "head": trig,
+                            "head_type": etype,
+                            "relation": a.get("role", ""),
+                            "tail": arg,
+                            "tail_type": "",
+                            "head_span": span(trig),
+                            "tail_span": span(arg),
+                        }
+                    )
+        else:
+            raise ValueError(f"task {task} cannot build a graph; use one of {', '.join(EXTRACT_TASKS)}")
+    return {"triples": triples, "entities": entities}
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    type: str
+    aliases: list[str] = field(default_factory=list)
+    mentions: int = 0
+    docs: int = 0
+
+
+@dataclass
+class Edge:
+    head: str  # node ids
+    relation: str
+    tail: str
+    count: int = 0
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, Node]
+    edges: list[Edge]
+
+    def node(self, nid: str) -> Node:
+        return self.nodes[nid]
+
+
+class GraphBuilder:
+    """Collect mentions (``add``) in input order, then ``build`` the merged graph."""
+
+    def __init__(self):
+        self._entities: list[tuple[str, str, str, dict]] = []  # (key, type, surface, where)
+        self._triples: list[tuple[int, str, int, dict]] = []  # (head entity idx, relation, tail entity idx, provenance)
+
+    def _entity(self, name: str, type_: str, where: dict) -> int:
+        self._entities.append((normalise(name), type_, name, where))
+        return len(self._entities) - 1
+
+    def add(self, where: dict[str, Any], mentions: dict[str, list[dict[str, Any]]]) -> None:
+        """``where``: the unit's provenance (doc, chunk, task, program)."""
+        for e in mentions.get("entities", ()):
+            if normalise(e["name"]):
+                self._entity(e["name"], e.get("type", ""), where)
+        for t in mentions.get("triples", ()):
+            if not (normalise(t["head"]) and normalise(t["tail"]) and t.get("relation")):
+                continue
+            h = self._entity(t["head"], t.get("head_type", ""), where)
+            tl = self._entity(t["tail"], t.get("tail_type", ""), where)
+            prov = {
+                **where,
+                "head_text": t["head"],
+                "tail_text": t["tail"],
+                "head_span": t.get("head_span"),
+                "tail_span": t.get("tail_span"),
+            }
+            self._triples.append((h, t["relation"], tl, prov))
+
+    def build(self) -> Graph:
+        typed: dict[str, list[str]] = {}
+        for key, type_, _, _ in self._entities:
+            if type_ and type_ not in typed.setdefault(key, []):
+                typed[key].append(type_)
+
+        def resolved(i: int) -> tuple[str, str]:
+            key, type_, _, _ = self._entities[i]
+            if not type_ and len(typed.get(key, ())) == 1:
+                type_ = typed[key][0]
+            return key, type_
+
+        surfaces: dict[tuple[str, str], Counter] = {}
+        first_seen: dict[tuple[str, str], dict[str, int]] = {}
+        docs: dict[tuple[str, str], set] = {}
+        order: list[tuple[str, str]] = []
+        for i, (_, _, surface, where) in enumerate(self._entities):
+            k = resolved(i)
+            if k not in surfaces:
+                surfaces[k], first_seen[k], docs[k] = Counter(), {}, set()
+                order.append(k)
+            surfaces[k][surface] += 1
+            first_seen[k].setdefault(surface, i)
+            docs[k].add(where.get("doc"))
+
+        nodes: dict[str, Node] = {}
+        ids: dict[tuple[str, str], str] = {}
+        for k in order:
+            forms = sorted(surfaces[k], key=lambda s: (-surfaces[k][s], first_seen[k][s]))
+            nid = node_id(*k)
+            ids[k] = nid
+            nodes[nid] = Node(nid, forms[0], k[1], forms[1:], sum(surfaces[k].values()), len(docs[k]))
+
+        edges: dict[tuple[str, str, str], Edge] = {}
+        seen_units: dict[tuple[str, str, str], set] = {}
+        for h, rel, t, prov in self._triples:
+            ek = (ids[resolved(h)], rel, ids[resolved(t)])
+            edge = edges.get(ek)
+            if edge is None:
+                edge = edges[ek] = Edge(ek[0], rel, ek[2])
+                seen_units[ek] = set()
+            unit = (prov.get("doc"), prov.get("chunk"), prov.get("task"))
+            if unit in seen_units[ek]:
+                continue  # one chunk saying it twice is still one observation
+            seen_units[ek].add(unit)
+            edge.count += 1
+            edge.provenance.append(prov)
+        return Graph(nodes, list(edges.values()))
+
+
+def build_graph(units: Iterable[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]) -> Graph:
+    """``units``: ``(where, mentions)`` pairs in input order."""
+    b = GraphBuilder()
+    for where, mentions in units:
+        b.add(where, mentions)
+    return b.build()
