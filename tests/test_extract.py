@@ -259,6 +259,13 @@ def test_cli_exit_codes_and_graph_stats(docs_file, tmp_path):
         assert res.returncode == 1 and "calls failed" in res.stderr and "InternalServerError" in res.stderr
         res = subprocess.run(cmd + ["--max-failures", "0", "--out", str(tmp_path / "o2")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert res.returncode == 2 and "max-failures 0" in res.stderr
+    # Bad input with no endpoint configured: the error comes before the embedded model is started.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "text": "ok"}\n["not", "an", "object"]\n', encoding="utf-8")
+    env = {k: v for k, v in _cli_env(tmp_path, "").items() if k not in ("KGOPT_API_BASE", "KGOPT_MODEL")}
+    res = subprocess.run(KGOPT + ["extract", "--input", str(bad), "--lang", "zh", "--out", str(tmp_path / "o3")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and f"{bad}:2: expected a JSON object, got list" in res.stderr
+    assert "starting the embedded model" not in res.stderr
     res = subprocess.run(KGOPT + ["graph-stats", str(tmp_path / "out"), "--json"], capture_output=True, text=True)
     assert res.returncode == 0 and ujson.loads(res.stdout)["triples"] > 0
     res = subprocess.run(KGOPT + ["graph-stats", str(tmp_path / "nothing")], capture_output=True, text=True)

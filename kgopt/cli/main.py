@@ -357,7 +357,7 @@ def extract(
         task_name, _, path = item.rpartition("=")
         schemas[(task_name or "KG").upper()] = path
     try:
-        conn = _connect(api_base, model, api_key, config, cache=not no_cache, max_calls=max_calls)
+        conn = lambda: _connect(api_base, model, api_key, config, cache=not no_cache, max_calls=max_calls)  # noqa: E731
         report = run(
             input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
             schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, chunk_chars=chunk_chars,

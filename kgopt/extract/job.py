@@ -271,7 +271,7 @@ def extract(
     tasks: list[str] = ("KG",),
     programs: list[str | os.PathLike] = (),
     schemas: dict[str, str | os.PathLike] | None = None,
-    connection=None,
+    connection=None,  # a Connection, a function returning one, or None: the configured endpoint
     workers: int = 4,
     max_failures: int | None = None,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
@@ -294,10 +294,13 @@ def extract(
         logger.warning(w)
 
     with ResultLog(out / "results.jsonl") as log:
+        # Connect only now: bad input must not cost an embedded-model start.
         if connection is None:
             from kgopt.clients.lm import default_connection
 
             connection = default_connection()
+        elif callable(connection):
+            connection = connection()
         lm = connection.lm
         for tp in plan:
             tp.program.set_lm(lm)
