@@ -13,6 +13,7 @@ from kgopt.errors import (  # noqa: E402
     ConfigError,
     DataError,
     EndpointError,
+    ExtractAborted,
     KgoptError,
     UnknownTaskError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "EndpointError",
     "ArtifactError",
     "BudgetExceeded",
+    "ExtractAborted",
     "UnknownTaskError",
 ]
 

@@ -42,3 +42,7 @@ class UnknownTaskError(KgoptError, ValueError):
 
 class BudgetExceeded(KgoptError):
     """The run reached its ``--max-calls`` cap; nothing more is sent to the endpoint."""
+
+
+class ExtractAborted(KgoptError):
+    """``kgopt extract`` stopped early (too many failures, or the call budget); finished work is kept."""

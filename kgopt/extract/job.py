@@ -31,17 +31,13 @@ from kgopt.core.schema import Schema, merge_schemas
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.documents import BadLine, Document, check_documents
 from kgopt.data.jsonio import dumps
-from kgopt.errors import BudgetExceeded, ConfigError, DataError, KgoptError
+from kgopt.errors import BudgetExceeded, ConfigError, DataError, ExtractAborted, KgoptError
 from kgopt.extract.results import FAILED, ResultLog
 from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder
 from kgopt.graph.export import write_exports
 
 DEFAULT_CHUNK_CHARS = 500  # fits OneKE-sized prompts (IEPile inputs are sentences to short paragraphs)
 UNPARSABLE = "unparsable"
-
-
-class ExtractAborted(KgoptError):
-    """The job stopped early (too many failures, or the call budget); finished work is kept."""
 
 
 @dataclass
