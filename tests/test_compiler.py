@@ -231,3 +231,19 @@ def test_cli_regress_exit_codes(oracle, shared_data, tmp_path, monkeypatch):
     assert bad.exit_code == 1 and "FAIL" in bad.stdout
     missing = CliRunner().invoke(app, ["regress", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "no such program file" in missing.output
+
+
+def test_a_study_keeps_the_split_sizes_it_was_created_with():
+    import optuna
+
+    from kgopt.compiler.space import split_choices
+    from kgopt.compiler.study import _study_splits
+    from kgopt.core.tasks import get_task
+
+    spec = get_task("EE")
+    old = optuna.create_study()
+    old.optimize(lambda t: t.suggest_categorical("split_size", [2, 4, 8, 16]), n_trials=1)
+    assert _study_splits(old, spec) == (2, 4, 8, 16)  # Optuna would refuse other choices in this study
+    assert old.user_attrs["split_choices"] == [2, 4, 8, 16]
+    new = optuna.create_study()
+    assert _study_splits(new, spec) == split_choices(spec) == (1, 2, 4, 8, 16)

@@ -24,7 +24,7 @@ from kgopt.clients.lm import Connection
 from kgopt.compiler import manifest as mf
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
-from kgopt.compiler.space import TrialConfig, starting_points, suggest
+from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
@@ -98,6 +98,7 @@ class Compiler:
         self.trials_dir = trials_dir
         self.dev_batches = max(1, min(dev_batches, len(dev)))
         self.instructions: list[str] = []
+        self.splits: tuple[int, ...] | None = None  # the study's split sizes
 
     @property
     def lm(self):
@@ -134,7 +135,7 @@ class Compiler:
         return compiled
 
     def objective(self, trial: optuna.Trial) -> float:
-        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos)
+        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits)
         trial.set_user_attr("instruction_text", self.instructions[cfg.instruction])
         started, before = time.monotonic(), self.lm.usage.snapshot()
         try:
@@ -259,6 +260,7 @@ def compile_program(
             for cfg in starting_points(spec, optimizers, max_demos):
                 study.enqueue_trial(cfg.params(), skip_if_exists=True)
         comp.instructions = study.user_attrs["instructions"]
+        comp.splits = _study_splits(study, spec)
         if "baseline_dev" not in study.user_attrs:
             logger.info("scoring the zero-shot baseline on dev")
             report = comp.evaluate(IEProgram(spec.name, lang), desc="zero-shot dev")
@@ -294,6 +296,16 @@ def compile_program(
             u["cache_hits"] - start_usage["cache_hits"],
             u["failures"] - start_usage["failures"],
         )
+
+
+def _study_splits(study: optuna.Study, spec) -> tuple[int, ...]:
+    """The split sizes a study searches, fixed at its creation: Optuna refuses a parameter
+    whose choices change within a study, so a study made before the choices changed keeps its own."""
+    if "split_choices" not in study.user_attrs:
+        old = next((t.distributions["split_size"] for t in study.get_trials(deepcopy=False) if "split_size" in t.distributions), None)
+        choices = tuple(old.choices) if old is not None else split_choices(spec)
+        study.set_user_attr("split_choices", list(choices))
+    return tuple(study.user_attrs["split_choices"])
 
 
 def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, start_usage) -> CompileResult:
