@@ -211,22 +211,26 @@ class ExtractReport:
         return d
 
 
+MAX_LISTED = 1000  # warnings kept in the report; the rest are counted
+
+
 def _survey(input_path, tasks, chunk_chars, skip_bad, report: ExtractReport) -> int:
     """The checking pass: every line read and every topic resolved before any LLM call."""
-    docs = 0
-    empty: set[int] = set()
+    warnings = 0
     for item in iter_units(check_documents(input_path, skip_bad), tasks, chunk_chars):
         if isinstance(item, BadLine):
             report.bad_lines.append(item.as_dict())
         elif isinstance(item, Document):
-            docs += 1
-            if not item.text.strip():
-                empty.add(docs)
+            report.documents += 1
+            report.empty_documents += not item.text.strip()
             if item.warning:
-                report.warnings.append(f"{item.where}: {item.warning}")
+                warnings += 1
+                if warnings <= MAX_LISTED:
+                    report.warnings.append(f"{item.where}: {item.warning}")
         else:
             report.units += 1
-    report.documents, report.empty_documents = docs, len(empty)
+    if warnings > MAX_LISTED:
+        report.warnings.append(f"... and {warnings - MAX_LISTED} more documents with invalid UTF-8")
     return report.units
 
 
