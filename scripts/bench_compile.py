@@ -9,7 +9,8 @@ the study columns then carry the cost of making it. Usage:
 
     .venv/bin/python scripts/bench_compile.py NER:en:4:4 EE:zh:6:6 RE:zh:4:4 --trials 3
 
-where each case is TASK:LANG:DEV_LIMIT:TEST_LIMIT (records per source). Extra compile
+where each case is TASK:LANG:DEV_LIMIT:TEST_LIMIT[:TEST_SOURCE] (records per source; TEST_SOURCE
+scores the test split of one source only, e.g. the one the program was compiled on). Extra compile
 flags: --trials, --max-demos, --train-limit. F1 is the headline figure (EE: argument F1).
 """
 
@@ -29,7 +30,7 @@ from kgopt.program import IEProgram
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cases", nargs="+", help="TASK:LANG:DEV_LIMIT:TEST_LIMIT")
+    ap.add_argument("cases", nargs="+", help="TASK:LANG:DEV_LIMIT:TEST_LIMIT[:TEST_SOURCE]")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--max-demos", type=int, default=2)
     ap.add_argument("--train-limit", type=int, default=40)
@@ -42,12 +43,13 @@ def main() -> None:
     print("| task | lang | test records | zero-shot test F1 | compiled test F1 | zero-shot dev F1 | compiled dev F1 | chosen | study trials | study LLM calls | study tokens | study seconds | this run: calls | tokens | seconds |")
     print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for case in args.cases:
-        task, lang, dev_limit, test_limit = case.split(":")
+        task, lang, dev_limit, test_limit, *rest = case.split(":")
+        test_source = rest[0] if rest else None
         started, before = time.monotonic(), conn.lm.usage.snapshot()
         res = compile_program(task, lang, conn, trials=args.trials, dev_limit=int(dev_limit), train_limit=args.train_limit, max_demos=args.max_demos)
         m = res.manifest
-        base = evaluate(task, lang, conn, split="test", limit=int(test_limit), program=IEProgram(task, lang), out_dir=f"runs/bench-compile/{task}_{lang}_zero-shot")
-        comp = evaluate(task, lang, conn, split="test", limit=int(test_limit), program=res.path, out_dir=f"runs/bench-compile/{task}_{lang}_compiled")
+        base = evaluate(task, lang, conn, split="test", limit=int(test_limit), source=test_source, program=IEProgram(task, lang), out_dir=f"runs/bench-compile/{task}_{lang}_zero-shot")
+        comp = evaluate(task, lang, conn, split="test", limit=int(test_limit), source=test_source, program=res.path, out_dir=f"runs/bench-compile/{task}_{lang}_compiled")
         after = conn.lm.usage.snapshot()
         study = optuna.load_study(study_name=res.study_name, storage=res.storage)
         done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]

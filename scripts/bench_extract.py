@@ -93,7 +93,7 @@ def run_plain(url: str, requests: list[dict], workers: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay", type=float, default=0.2, help="server delay per request, seconds")
-    ap.add_argument("--calls", type=int, default=256, help="LLM calls per run (one per document)")
+    ap.add_argument("--calls", type=int, default=256, help="LLM calls per run (one per document); at least 16 rounds per worker count")
     ap.add_argument("--workers", default="1,4,16,32,64", help="comma-separated worker counts")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -105,25 +105,30 @@ def main() -> None:
     proc, url = start_server(args.delay)
     results: dict = {"delay": args.delay, "calls": args.calls, "scaling": [], "cache": {}}
     try:
-        docs = work / "docs.jsonl"
-        make_docs(docs, args.calls)
-        # The exact requests kgopt sends, for the plain loop (recorded on a warm-up run).
-        rec = conn(url, lm_cls=RecordingLM)
-        run_kgopt(docs, work / "warmup", rec, 64)
-        requests = sorted(rec.lm.sent, key=lambda r: ujson.dumps(r["messages"], ensure_ascii=False))
-        assert len(requests) == args.calls, (len(requests), args.calls)
-        print(f"server delay {args.delay}s, {args.calls} calls per run; ideal calls/s = workers / delay")
-        print(f"{'workers':>7} {'kgopt s':>8} {'calls/s':>8} {'ideal':>7} {'effic.':>6} {'plain s':>8} {'kgopt/plain':>11}")
+        print(f"server delay {args.delay}s; ideal calls/s = workers / delay; kgopt/plain = kgopt's wall time over a plain openai loop's")
+        print(f"{'workers':>7} {'calls':>6} {'kgopt s':>8} {'calls/s':>8} {'ideal':>7} {'effic.':>6} {'plain s':>8} {'kgopt/plain':>11}")
         for w in [int(x) for x in args.workers.split(",")]:
+            calls = max(args.calls, 16 * w)  # enough rounds that start-up and the final export do not dominate
+            docs = work / f"docs{calls}.jsonl"
+            if not docs.exists():
+                make_docs(docs, calls)
+            # The exact requests kgopt sends, for the plain loop (recorded on a warm-up run).
+            rec = conn(url, lm_cls=RecordingLM)
+            run_kgopt(docs, work / f"warmup{w}", rec, 64)
+            requests = sorted(rec.lm.sent, key=lambda r: ujson.dumps(r["messages"], ensure_ascii=False))
+            assert len(requests) == calls, (len(requests), calls)
             secs, report = run_kgopt(docs, work / f"w{w}", conn(url), w)
-            assert report["ran"] == args.calls and not report["failed"], report
+            assert report["ran"] == calls and not report["failed"], report
             plain = run_plain(url, requests, w)
-            rate, ideal = args.calls / secs, w / args.delay
-            row = {"workers": w, "kgopt_s": round(secs, 3), "calls_per_s": round(rate, 1), "ideal_calls_per_s": round(ideal, 1),
+            rate, ideal = calls / secs, w / args.delay
+            row = {"workers": w, "calls": calls, "kgopt_s": round(secs, 3), "calls_per_s": round(rate, 1), "ideal_calls_per_s": round(ideal, 1),
                    "efficiency": round(rate / ideal, 3), "plain_s": round(plain, 3), "overhead_ratio": round(secs / plain, 3)}
             results["scaling"].append(row)
-            print(f"{w:>7} {secs:>8.2f} {rate:>8.1f} {ideal:>7.1f} {rate / ideal:>6.2f} {plain:>8.2f} {secs / plain:>11.2f}")
+            print(f"{w:>7} {calls:>6} {secs:>8.2f} {rate:>8.1f} {ideal:>7.1f} {rate / ideal:>6.2f} {plain:>8.2f} {secs / plain:>11.2f}")
         w = 32
+        docs = work / f"docs{args.calls}.jsonl"
+        if not docs.exists():
+            make_docs(docs, args.calls)
         cache = work / "cache.sqlite"
         first, _ = run_kgopt(docs, work / "c1", conn(url, cache), w)
         c2 = conn(url, cache)
