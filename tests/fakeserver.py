@@ -5,19 +5,13 @@
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from kgopt.testing.fake_endpoint import chat_completion
 
 
 def chat_response(content: str, model: str = "fake") -> dict:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }
+    return chat_completion(content, model, prompt_tokens=10, completion_tokens=5)
 
 
 class FakeServer:

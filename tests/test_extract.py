@@ -54,11 +54,11 @@ def exports_of(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in EXPORTS}
 
 
-def run(docs, out, url, **kw):
+def run(docs, out, url, lang="zh", **kw):
     conn = kw.pop("conn", None) or connection(url)
     kw.setdefault("workers", 4)
     kw.setdefault("chunk_chars", 120)
-    return extract(docs, "zh", out, connection=conn, progress=False, data_dir=DATA_DIR, **kw), conn
+    return extract(docs, lang, out, connection=conn, progress=False, data_dir=DATA_DIR, **kw), conn
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +297,18 @@ def test_embedded_model_builds_a_graph_from_the_bundled_samples(tmp_path):
     assert all((out / name).is_file() for name in EXPORTS)
     stats = graph_stats(out)
     assert stats["nodes"] == report["graph"]["nodes"] and stats["triples"] == report["graph"]["triples"]
+
+
+def test_given_program_and_its_language_are_checked(tmp_path):
+    from kgopt.errors import ConfigError
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": "a", "text": "Geoffrey Hinton works at the University of Toronto."}\n', encoding="utf-8")
+    program = REPO / "compiled" / "NER_en.json"
+    with FakeEndpoint() as ep:
+        report, _ = run(docs, tmp_path / "out", ep.url, tasks=[], programs=[program], lang="en")
+        assert report.ok == report.units > 0
+        rows = [ujson.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+        assert {r["program"].split("@")[0] for r in rows} == {"NER_en.json"} and {r["task"] for r in rows} == {"NER"}
+        with pytest.raises(ConfigError, match="a NER/en program, but --lang is zh"):
+            run(docs, tmp_path / "out2", ep.url, tasks=["NER"], programs=[program])

@@ -33,7 +33,7 @@ from kgopt.data.documents import BadLine, Document, check_documents
 from kgopt.data.jsonio import dumps
 from kgopt.errors import BudgetExceeded, ConfigError, DataError, ExtractAborted, KgoptError
 from kgopt.extract.results import FAILED, ResultLog
-from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder
+from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
 from kgopt.graph.export import write_exports
 
 DEFAULT_CHUNK_CHARS = 500  # fits OneKE-sized prompts (IEPile inputs are sentences to short paragraphs)
@@ -131,13 +131,13 @@ def plan_programs(
 
     lang = check_lang(lang)
     schemas = dict(schemas or {})
-    given: dict[str, Path] = {}
+    given: dict[str, tuple[Path, Any, dict]] = {}  # task -> (path, program, manifest)
     for p in programs:
         path = Path(p)
-        prog, _ = load_program(path)
+        prog, manifest = load_program(path)
         if prog.lang != lang:
             raise ConfigError(f"{path}: a {prog.task}/{prog.lang} program, but --lang is {lang}")
-        given[prog.task] = path
+        given[prog.task] = (path, prog, manifest)
     names = [get_task(t).name for t in tasks] or list(given)
     for t in list(given):
         if t not in names:
@@ -146,8 +146,11 @@ def plan_programs(
     for task in names:
         if task not in EXTRACT_TASKS:
             raise ConfigError(f"task {task} cannot run on raw text; choose from {', '.join(EXTRACT_TASKS)}")
-        path = given.get(task) or _default_program(task, lang)
-        program, manifest = load_program(path, task=task, lang=lang)
+        if task in given:
+            path, program, manifest = given[task]
+        else:
+            path = _default_program(task, lang)
+            program, manifest = load_program(path, task=task, lang=lang)
         tp = TaskProgram(task, program, path, _program_id(path))
         if task == "KG":
             sp = Path(schemas.pop("KG", None) or instructie_root(data_dir) / f"schema_{lang}.json")
@@ -156,7 +159,7 @@ def plan_programs(
             tp.schema = read_iepile_schema(schemas.pop(task))
         else:
             tp.schema = _iepile_schema(task, lang, manifest, data_dir)
-        logger.info("{}: {} ({})", task, path, "compiled" if path.parent.name == "compiled" else "given" if task in given else "zero-shot baseline")
+        logger.info("{}: {} ({})", task, path, "given" if task in given else "compiled" if path.parent.name == "compiled" else "zero-shot baseline")
         out.append(tp)
     if schemas:
         raise ConfigError(f"--schema for {', '.join(schemas)}, which is not among the tasks run ({', '.join(names)})")
@@ -235,8 +238,6 @@ def _survey(input_path, tasks, chunk_chars, skip_bad, report: ExtractReport) -> 
 
 
 def _run_unit(unit: Unit) -> dict[str, Any]:
-    from kgopt.graph.build import mentions_from_labels
-
     started = time.monotonic()
     pred = unit.task.program(text=unit.text, chunk=unit.schema_chunk)
     call = pred.calls[0] if pred.calls else {"status": ERROR, "error": "no call made", "output": "", "problems": []}

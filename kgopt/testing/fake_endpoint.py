@@ -63,14 +63,14 @@ def oneke_answer(request: dict[str, Any]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
-def chat_completion(content: str, model: str = "fake") -> dict[str, Any]:
+def chat_completion(content: str, model: str = "fake", prompt_tokens: int = 100, completion_tokens: int = 20) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
     }
 
 
@@ -97,6 +97,9 @@ class _Base(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def do_GET(self):  # /v1/models, which some clients ask first
+        self._send(200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode())
 
 
 class _Serving:
@@ -133,9 +136,6 @@ class FakeEndpoint(_Serving):
         outer = self
 
         class H(_Base):
-            def do_GET(self):
-                self._send(200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode())
-
             def do_POST(self):
                 req = json.loads(self._body())
                 with outer._lock:
@@ -167,9 +167,6 @@ class FaultProxy(_Serving):
         outer = self
 
         class H(_Base):
-            def do_GET(self):
-                self._send(200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode())
-
             def do_POST(self):
                 body = self._body()
                 fault = outer._fault_for(body)
