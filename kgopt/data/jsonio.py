@@ -6,10 +6,11 @@ files are read line by line; an array file is decoded element by element from a 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ujson
 
@@ -138,6 +139,17 @@ def write_jsonl(path: str | os.PathLike, rows: Iterator[Any] | list[Any]) -> int
             n += 1
     os.replace(tmp, path)
     return n
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[io.TextIOBase], None]) -> None:
+    """Write a text file through ``write(fh)`` to a temp name, fsync, then rename into place."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def dumps(obj: Any, indent: int = 0) -> str:

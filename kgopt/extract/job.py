@@ -30,7 +30,7 @@ from kgopt.core.parsing import EMPTY, ERROR, INVALID
 from kgopt.core.schema import Schema, merge_schemas
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.documents import BadLine, Document, check_documents
-from kgopt.data.jsonio import dumps
+from kgopt.data.jsonio import dumps, write_atomic
 from kgopt.errors import BudgetExceeded, ConfigError, DataError, ExtractAborted, KgoptError
 from kgopt.extract.results import FAILED, ResultLog
 from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
@@ -327,9 +327,7 @@ def extract(
 
 
 def _write_report(out: Path, report: ExtractReport) -> None:
-    from kgopt.graph.export import _atomic
-
-    _atomic(out / "report.json", lambda fh: fh.write(dumps(report.as_dict(), indent=2) + "\n"))
+    write_atomic(out / "report.json", lambda fh: fh.write(dumps(report.as_dict(), indent=2) + "\n"))
 
 
 def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractReport, lm, workers, max_failures, progress) -> None:

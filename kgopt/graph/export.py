@@ -7,24 +7,14 @@ killed run) never sees half a file.
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from kgopt.data.jsonio import dumps
+from kgopt.data.jsonio import dumps, write_atomic
 from kgopt.graph.build import Graph
 
 EXPORTS = ("triples.jsonl", "nodes.csv", "edges.csv", "graph.graphml", "graph.cypher")
-
-
-def _atomic(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def triple_rows(graph: Graph) -> list[dict[str, Any]]:
@@ -124,6 +114,6 @@ def write_exports(graph: Graph, out_dir: str | os.PathLike) -> dict[str, Path]:
     }
     paths = {}
     for name, fn in writers.items():
-        _atomic(out / name, lambda fh, fn=fn: fn(graph, fh))
+        write_atomic(out / name, lambda fh, fn=fn: fn(graph, fh))
         paths[name] = out / name
     return paths
