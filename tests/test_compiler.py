@@ -11,7 +11,8 @@ import kgopt
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
-from kgopt.compiler.space import TrialConfig
+from kgopt.compiler.space import TrialConfig, split_choices, starting_points
+from kgopt.core.tasks import get_task
 from kgopt.program import load_program
 from kgopt.regress import regress
 from tests.fakeserver import FakeServer
@@ -108,6 +109,17 @@ def test_trial_config_round_trips_through_params():
     assert TrialConfig.from_params(cfg.params()) == cfg
     plain = TrialConfig(output="plain", max_items=3)
     assert "max_items" not in plain.params()
+
+
+def test_warm_starts_end_with_one_label_per_call_where_the_task_allows():
+    opts = ("labeled", "bootstrap")
+    for task in ("NER", "RE", "EE", "EET", "EEA"):
+        spec = get_task(task)
+        first, second, last = starting_points(spec, opts, max_demos=2)
+        assert first.split_size == second.split_size > spec.split_size and first.split_size in split_choices(spec)
+        assert (last.split_size, last.num_demos, last.demo_choice, last.output) == (1, 1, "similar", "json")
+        assert len(starting_points(spec, opts, max_demos=0)) == 2  # no demonstrations allowed: no third
+    assert [c.split_size for c in starting_points(get_task("KG"), opts, max_demos=2)] == [1, 1]  # KG asks one topic anyway
 
 
 def test_load_errors_are_clear(tmp_path):
