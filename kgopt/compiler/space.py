@@ -123,6 +123,6 @@ def starting_points(spec: TaskSpec, optimizers: tuple[str, ...], max_demos: int)
         # One label per call with one similar demonstration: the only setting in which the tiny
         # embedded model scored above zero on EE/zh and RE/zh dev (it files answers under the
         # wrong label when a call asks several). Costlier per record, so it comes last.
-        one = dict(split_size=1, temperature=0.0, output="json", max_tokens=128, max_items=1, max_len=8)
-        points.append(TrialConfig(optimizer=opt, num_demos=1, demo_choice="similar", **one))
+        one = {**base, "num_demos": 1, "split_size": 1, "max_tokens": 128}
+        points.append(TrialConfig(**one, demo_choice="similar", max_items=1, max_len=8))
     return points
