@@ -49,6 +49,7 @@ class ProgramSettings:
     max_tokens: int | None = None
     max_items: int | None = None  # json output: cap on each label's list
     max_len: int | None = None  # json output: cap on each string's length
+    answer_format: str | None = None  # None: the task's OneKE format (KG may use "typed_triples")
 
     def __post_init__(self):
         if self.demo_selection not in DEMO_SELECTIONS:
@@ -91,9 +92,9 @@ class IEProgram(dspy.Module):
         settings: ProgramSettings | None = None,
     ):
         super().__init__()
-        self.spec = get_task(task)
-        self.lang = check_lang(lang)
         self.settings = settings or ProgramSettings()
+        self.spec = get_task(task, self.settings.answer_format)
+        self.lang = check_lang(lang)
         if split_size:
             self.settings.split_size = split_size
         self.settings.split_size = self.settings.split_size or self.spec.split_size
@@ -132,10 +133,8 @@ class IEProgram(dspy.Module):
                 config["seed"] = 0  # sampled, but reproducible where the server honours seeds
         if st.max_tokens:
             config["max_tokens"] = st.max_tokens
-        if st.output == "json":
-            lm = self.extract.lm or dspy.settings.lm
-            dialect = getattr(lm, "json_dialect", "openai")
-            config["response_format"] = response_format(answer_json_schema(self.spec, chunk, st.max_items, st.max_len), dialect)
+        if st.output == "json":  # OpenAI's form; the client speaks the endpoint's dialect
+            config["response_format"] = response_format(answer_json_schema(self.spec, chunk, st.max_items, st.max_len))
         return config
 
     def forward(

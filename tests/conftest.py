@@ -17,6 +17,10 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     # Response cache and logs of the tests never touch the user's ~/.cache/kgopt.
+    # The embedded model's weights stay in the user's models folder: assembled once, not per test.
+    from kgopt.clients.weights import models_dir
+
+    monkeypatch.setenv("KGOPT_MODELS_DIR", str(models_dir()))
     monkeypatch.setenv("KGOPT_HOME", str(tmp_path_factory.getbasetemp() / "kgopt-home"))
     for k in ("KGOPT_API_BASE", "KGOPT_MODEL", "KGOPT_API_KEY", "KGOPT_CONFIG", "KGOPT_DATA_DIR"):
         monkeypatch.delenv(k, raising=False)

@@ -3,6 +3,7 @@
 import json
 
 import dspy
+import openai
 import pytest
 
 from kgopt.clients.config import resolve_endpoint
@@ -109,3 +110,67 @@ def test_connect_uses_configured_endpoint(monkeypatch):
         assert not conn.embedded and conn.model == "novel"
         with dspy.context(lm=conn.lm):
             assert conn.lm("hello") == ["{}"]
+
+
+# --- JSON dialect: found by the client, never configured --------------------------------------
+
+SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+
+
+def _llama_cpp_like(req):
+    """llama-cpp-python's server: json_schema is refused with a 500 validation error."""
+    fmt = req.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return 500, {"error": {"message": "1 validation error for CreateChatCompletionRequest response_format.type: Input should be 'text' or 'json_object'"}}
+    return 200, chat_response('{"ok": true}')
+
+
+def test_auto_dialect_switches_once_after_a_rejected_schema_and_remembers_it():
+    from kgopt.clients import lm as lm_module
+
+    with FakeServer(_llama_cpp_like) as srv:
+        lm_module._learned_dialects.pop(srv.url, None)
+        lm = EndpointLM(srv.url, "m", max_retries=4, backoff=0.01)
+        assert lm.json_dialect == "auto" and lm.dialect == "openai"
+        assert lm(messages=[{"role": "user", "content": "a"}], response_format=SCHEMA_FORMAT) == ['{"ok": true}']
+        # one refused request (not retried four times), then the same request in llama.cpp's dialect
+        assert [r["response_format"]["type"] for r in srv.requests] == ["json_schema", "json_object"]
+        assert srv.requests[1]["response_format"]["schema"] == {"type": "object"}
+        assert lm.dialect == "llama-cpp" and lm.usage.snapshot()["retries"] == 0
+        # a new client of the same endpoint speaks its dialect from the first request
+        EndpointLM(srv.url, "m")(messages=[{"role": "user", "content": "b"}], response_format=SCHEMA_FORMAT)
+        assert srv.requests[2]["response_format"]["type"] == "json_object" and len(srv.requests) == 3
+
+
+def test_openai_dialect_server_keeps_json_schema():
+    from kgopt.testing.fake_endpoint import FakeEndpoint
+
+    with FakeEndpoint() as srv:
+        seen = []
+        lm = EndpointLM(srv.url, "fake")
+        original = lm._client.post
+
+        def spy(path, body, cast_to):
+            seen.append(body)
+            return original(path, body=body, cast_to=cast_to)
+
+        lm._client.post = spy
+        lm(messages=[{"role": "user", "content": "{}"}], response_format=SCHEMA_FORMAT)
+        assert seen[0]["response_format"] == SCHEMA_FORMAT and lm.dialect == "openai"
+
+
+def test_a_rejected_request_is_not_retried_but_a_server_fault_is():
+    calls = {"n": 0}
+
+    def bad_request(req):
+        calls["n"] += 1
+        return 400, {"error": {"message": "max_tokens is too large"}}
+
+    with FakeServer(bad_request) as srv:
+        with pytest.raises(openai.BadRequestError):
+            EndpointLM(srv.url, "m", max_retries=4, backoff=0.01)(messages=[{"role": "user", "content": "x"}])
+    assert calls["n"] == 1
+    with FakeServer(lambda req: (500, {"error": {"message": "CUDA out of memory"}})) as srv:
+        with pytest.raises(openai.InternalServerError):
+            EndpointLM(srv.url, "m", max_retries=2, backoff=0.01)(messages=[{"role": "user", "content": "x"}])
+        assert len(srv.requests) == 3  # a plain 500 is a fault worth retrying

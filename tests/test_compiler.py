@@ -111,15 +111,20 @@ def test_trial_config_round_trips_through_params():
     assert "max_items" not in plain.params()
 
 
-def test_warm_starts_end_with_one_label_per_call_where_the_task_allows():
+def test_warm_starts_are_similar_demos_at_the_default_split_plain_then_uncapped_json():
     opts = ("labeled", "bootstrap")
-    for task in ("NER", "RE", "EE", "EET", "EEA"):
+    for task in ("NER", "RE", "EE", "EET", "EEA", "KG"):
         spec = get_task(task)
-        first, second, last = starting_points(spec, opts, max_demos=2)
-        assert first.split_size == second.split_size > spec.split_size and first.split_size in split_choices(spec)
-        assert (last.split_size, last.num_demos, last.demo_choice, last.output) == (1, 1, "similar", "json")
-        assert len(starting_points(spec, opts, max_demos=0)) == 2  # no demonstrations allowed: no third
-    assert [c.split_size for c in starting_points(get_task("KG"), opts, max_demos=2)] == [1, 1]  # KG asks one topic anyway
+        plain, constrained, *others = starting_points(spec, opts, max_demos=4)
+        for cfg in (plain, constrained):
+            assert (cfg.optimizer, cfg.num_demos, cfg.demo_choice, cfg.temperature) == ("labeled", 3, "similar", 0.0)
+            assert cfg.split_size == spec.split_size and cfg.split_size in split_choices(spec)
+            assert (cfg.max_items, cfg.max_len) == (0, 0)  # no caps: they cut long names on a competent model
+        assert (plain.output, constrained.output) == ("plain", "json")
+        assert "max_len" not in plain.params() and constrained.params()["max_len"] == 0
+        assert [c.answer_format for c in others] == (["typed_triples"] if task == "KG" else [])  # KG tries both formats
+    assert [c.num_demos for c in starting_points(get_task("NER"), opts, max_demos=1)] == [1, 1]
+    assert starting_points(get_task("NER"), ("mipro",), max_demos=2)[0].optimizer == "mipro"
 
 
 def test_load_errors_are_clear(tmp_path):

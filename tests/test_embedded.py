@@ -1,4 +1,4 @@
-"""The embedded default for real: llama.cpp serving SmolLM2-135M on 127.0.0.1, no endpoint set."""
+"""The embedded default for real: llama.cpp serving Qwen2.5-Coder-0.5B on 127.0.0.1, no endpoint set."""
 
 import json
 import os
@@ -22,7 +22,7 @@ def _servers() -> list[str]:
 
 
 def _env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KGOPT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KGOPT_") or k == "KGOPT_MODELS_DIR"}
     env["KGOPT_HOME"] = str(tmp_path / "home")
     return env
 
@@ -33,7 +33,7 @@ def test_evaluate_on_the_embedded_model(tmp_path, shared_data):
            "--limit", "2", "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--json"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "tiny model for trying kgopt out" in res.stderr
+    assert "using the embedded Qwen2.5-Coder-0.5B-Instruct" in res.stderr
     data = json.loads(res.stdout)
     assert data["instances"] == 2 and data["llm"]["calls"] > 0 and data["llm"]["failed_calls"] == 0
     lines = (tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
@@ -71,17 +71,40 @@ def test_ctrl_c_stops_the_server(tmp_path, shared_data):
 
 def test_configured_endpoint_takes_the_same_path(tmp_path, shared_data):
     """KGOPT_API_BASE pointing at a real llama.cpp server: used as is, no embedded server started."""
-    from kgopt.clients.embedded import EMBEDDED_MODEL_NAME, EmbeddedServer
+    from kgopt.clients.embedded import EmbeddedServer
 
     with EmbeddedServer() as server:
         before = set(_servers())
         env = _env(tmp_path)
-        env.update(KGOPT_API_BASE=server.api_base, KGOPT_MODEL=EMBEDDED_MODEL_NAME)
+        env.update(KGOPT_API_BASE=server.api_base, KGOPT_MODEL=server.model.served_name)
         cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "NER", "--lang", "zh", "--source", "WeiboNER", "--limit", "1",
                "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--json"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-        assert "tiny model" not in res.stderr and server.api_base in res.stderr
+        assert "using the embedded" not in res.stderr and server.api_base in res.stderr
         assert set(_servers()) == before
         data = json.loads(res.stdout)
         assert data["instances"] == 1 and data["llm"]["calls"] >= 1
+
+
+def test_json_output_through_api_base_finds_llama_cpp_dialect(tmp_path):
+    """A program with constrained JSON output, pointed at a real llama.cpp server with no dialect set."""
+    from kgopt.clients import lm as lm_module
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.embedded import EmbeddedServer
+    from kgopt.clients.lm import connect
+    from kgopt.core.parsing import OK
+    from kgopt.program import IEProgram, ProgramSettings
+
+    with EmbeddedServer() as server:
+        lm_module._learned_dialects.pop(server.api_base, None)
+        conn = connect(resolve_endpoint(api_base=server.api_base, model=server.model.served_name), cache=False)
+        assert conn.lm.json_dialect == "auto"
+        program = IEProgram("NER", "en", settings=ProgramSettings(output="json", max_tokens=128, temperature=0.0))
+        program.set_lm(conn.lm)
+        pred = program(text="Alan Turing was born in London .", chunk=["person", "location"])
+        call = pred.calls[0]
+        assert call["error"] is None and call["status"] == OK, call
+        assert conn.lm.dialect == "llama-cpp"  # learned from the server's refusal of json_schema
+        u = conn.lm.usage.snapshot()
+        assert u["failures"] == 0 and u["retries"] == 0 and u["calls"] == 1  # the refused request failed once, not four times

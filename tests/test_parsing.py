@@ -75,8 +75,28 @@ def test_eea_takes_the_given_trigger():
 def test_kg_typed_triples_and_instructie_list_style():
     chunk = [{"topic": "人物", "relations": ["父母"]}]
     raw = json.dumps([{"head": "A", "head_type": "人物", "relation": "父母", "tail": "B", "tail_type": "人物"}], ensure_ascii=False)
-    res = parse_answer(KG, raw, chunk)
+    res = parse_answer(get_task("KG", "typed_triples"), raw, chunk)
     assert res.labels == [{"head": "A", "head_type": "人物", "relation": "父母", "tail": "B", "tail_type": "人物"}]
+
+
+def test_kg_oneke_entity_attributes():
+    """OneKE's KG answer: entity type -> head -> attribute -> tail or list of tails."""
+    chunk = [{"entity_type": "人物", "attributes": ["出生地点", "职业"]}]
+    raw = json.dumps({"人物": {"张三": {"出生地点": "北京", "职业": ["警察", "作家"], "身高": "1米8"}, "李四": {}}}, ensure_ascii=False)
+    res = parse_answer(KG, raw, chunk)
+    assert [(l["head"], l["relation"], l["tail"], l["head_type"]) for l in res.labels] == [
+        ("张三", "出生地点", "北京", "人物"), ("张三", "职业", "警察", "人物"), ("张三", "职业", "作家", "人物")]
+    assert any("身高" in p for p in res.problems) and res.status == PARTIAL
+
+
+def test_kg_gold_answer_is_what_iepile_kgconverter_writes():
+    rec = Record("1", "张三生于北京，是作家，也是警察。王五是他的朋友。", [
+        {"head": "张三", "relation": "职业", "tail": "警察"}, {"head": "张三", "relation": "职业", "tail": "作家"},
+        {"head": "张三", "relation": "出生地点", "tail": "北京"}, {"head": "王五", "relation": "朋友", "tail": "张三"}])
+    chunk = KG.chunks(Schema.make(["人物"], ["出生地点", "职业", "朋友"]), rec)
+    assert chunk == [[{"entity_type": "人物", "attributes": ["出生地点", "职业", "朋友"]}]]
+    # heads and tails in order of first position; one tail a string, several a list
+    assert KG.gold_answer(rec, chunk[0]) == {"人物": {"张三": {"出生地点": "北京", "职业": ["作家", "警察"]}, "王五": {"朋友": "张三"}}}
 
 
 def test_empty_and_non_object():
@@ -156,6 +176,7 @@ def test_fuzz_arbitrary_json_never_raises(value, task):
     chunks = {
         "entities": ["person"], "triggers": ["person"], "triples": ["person"],
         "typed_triples": [{"topic": "t", "relations": ["person"]}],
+        "entity_attributes": [{"entity_type": "person", "attributes": ["a"]}],
         "events": [{"event_type": "person", "trigger": True, "arguments": ["a"]}],
         "arguments": [{"event_type": "person", "trigger": ["x"], "arguments": ["a"]}],
     }

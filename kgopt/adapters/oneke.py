@@ -28,11 +28,9 @@ def instruction_json(instruction: str, schema: Any, text: str) -> str:
 class OneKEAdapter(dspy.Adapter):
     """Renders ``text`` + ``chunk`` (schema chunk) inputs as OneKE instruction JSON; the answer is raw text."""
 
-    def __init__(self, system_prompt: str = SYSTEM_PROMPT, response_format: dict | None = None):
+    def __init__(self, system_prompt: str = SYSTEM_PROMPT):
         super().__init__()
         self.system_prompt = system_prompt
-        # Server-side constrained decoding (JSON schema), passed through to the endpoint.
-        self.response_format = response_format
 
     def format(self, signature, demos, inputs):
         messages = []
@@ -54,8 +52,6 @@ class OneKEAdapter(dspy.Adapter):
         return {"answer": completion if isinstance(completion, str) else ""}
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
-        if self.response_format is not None and "response_format" not in lm_kwargs:
-            lm_kwargs = {**lm_kwargs, "response_format": self.response_format}
         messages = self.format(signature, demos, inputs)
         with adapter_message_call(lm, messages):
             outputs = lm(messages=messages, **lm_kwargs)

@@ -221,7 +221,7 @@ def augment(
             if constrained:
                 from kgopt.core.answer_schema import response_format
 
-                kwargs["response_format"] = response_format(_sample_schema(spec, per_label), getattr(lm, "json_dialect", "openai"))
+                kwargs["response_format"] = response_format(_sample_schema(spec, per_label))
             try:
                 raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
             except BudgetExceeded:

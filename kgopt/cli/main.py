@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from loguru import logger
 
-from kgopt.errors import KgoptError
+from kgopt.errors import ConfigError, KgoptError
 
 app = typer.Typer(
     name="kgopt",
@@ -151,6 +151,7 @@ def evaluate(
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for predictions.jsonl and scores.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
+    vs_zero_shot: bool = typer.Option(False, "--vs-zero-shot", help="Also score the zero-shot baseline on the same records and print both (needs --program)."),
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
@@ -164,25 +165,39 @@ def evaluate(
     from kgopt.data.jsonio import dumps
     from kgopt.evaluate import evaluate as run
 
+    if vs_zero_shot and program is None:
+        _fail(ConfigError("--vs-zero-shot compares a saved program with the baseline: give --program FILE"))
+    runs: dict[str, Any] = {}
     try:
         conn = _connect(api_base, model, api_key, config, max_tokens=max_tokens, cache=not no_cache)
-        ev = run(task.value, lang.value, conn, split, source, limit, data_dir, program, threads, out)
+        if vs_zero_shot:
+            runs["zero-shot"] = run(task.value, lang.value, conn, split, source, limit, data_dir, None, threads, out and out / "zero-shot")
+        runs[str(program) if program else "zero-shot"] = run(
+            task.value, lang.value, conn, split, source, limit, data_dir, program, threads, out and (out / "program" if vs_zero_shot else out)
+        )
     except KgoptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         typer.secho("interrupted: records finished so far are in predictions.partial.jsonl", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
-    data = ev.to_json()
+    data = {name: ev.to_json() for name, ev in runs.items()}
     if as_json:
-        typer.echo(dumps(data))
+        typer.echo(dumps(data if vs_zero_shot else next(iter(data.values()))))
         return
-    _print_report(data)
-    u = data["llm"]
-    typer.echo(
-        f"LLM: {u['calls']} calls, {u['cache_hits']} from cache, {u['failed_calls']} failed, "
-        f"{u['total_tokens']} tokens, {data['seconds']}s"
-    )
-    typer.echo(f"predictions: {data['predictions']}")
+    for name, d in data.items():
+        if vs_zero_shot:
+            typer.secho(f"== {name}", bold=True)
+        _print_report(d)
+        u = d["llm"]
+        typer.echo(f"LLM: {u['calls']} calls, {u['cache_hits']} from cache, {u['failed_calls']} failed, {u['total_tokens']} tokens, {d['seconds']}s")
+        typer.echo(f"predictions: {d['predictions']}")
+    if vs_zero_shot:
+        (base, comp), name = runs.values(), str(program)
+        typer.secho(
+            f"{task.value}/{lang.value} {split}, {comp.report.total.instances} records: "
+            f"zero-shot F1 {base.report.total.headline_f1():.2f}  vs  {name} F1 {comp.report.total.headline_f1():.2f}",
+            bold=True,
+        )
 
 
 class Optimizer(str, Enum):

@@ -2,8 +2,9 @@
 
 Environment: ``KGOPT_API_BASE``, ``KGOPT_MODEL``, ``KGOPT_API_KEY`` (default ``EMPTY``),
 ``KGOPT_TIMEOUT``, ``KGOPT_MAX_RETRIES``, ``KGOPT_JSON_DIALECT`` (how the server takes a
-JSON schema: ``openai`` = ``response_format: json_schema``, as vLLM does; ``llama-cpp`` =
-llama-cpp-python's ``json_object`` + ``schema``). ``kgopt.toml`` (current directory, or
+JSON schema; the default ``auto`` finds out by itself, so it is rarely needed: ``openai`` =
+``response_format: json_schema``, as vLLM does; ``llama-cpp`` = llama-cpp-python's
+``json_object`` + ``schema``). ``kgopt.toml`` (current directory, or
 ``KGOPT_CONFIG``) may hold the same under ``[endpoint]``: ``api_base``, ``model``,
 ``api_key``, ``timeout``, ``max_retries``, ``json_dialect``.
 """
@@ -26,7 +27,7 @@ class EndpointConfig:
     api_key: str = "EMPTY"
     timeout: float = 120.0
     max_retries: int = 4
-    json_dialect: str = "openai"
+    json_dialect: str = "auto"
 
     @property
     def embedded(self) -> bool:
@@ -85,10 +86,10 @@ def resolve_endpoint(
         api_base=pick(api_base, "KGOPT_API_BASE", "api_base"),
         model=pick(model, "KGOPT_MODEL", "model"),
         api_key=str(pick(api_key, "KGOPT_API_KEY", "api_key", "EMPTY")),
-        json_dialect=str(pick(None, "KGOPT_JSON_DIALECT", "json_dialect", "openai")),
+        json_dialect=str(pick(None, "KGOPT_JSON_DIALECT", "json_dialect", "auto")),
     )
-    if cfg.json_dialect not in ("openai", "llama-cpp"):
-        raise ConfigError(f"json_dialect must be 'openai' or 'llama-cpp', got {cfg.json_dialect!r}")
+    if cfg.json_dialect not in ("auto", "openai", "llama-cpp"):
+        raise ConfigError(f"json_dialect must be 'auto', 'openai' or 'llama-cpp', got {cfg.json_dialect!r}")
     try:
         cfg = replace(
             cfg,

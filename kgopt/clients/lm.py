@@ -30,6 +30,7 @@ from loguru import logger
 from openai.types.chat import ChatCompletion
 
 from kgopt.clients.config import EndpointConfig
+from kgopt.core.answer_schema import JSON_DIALECTS, response_format, schema_of
 from kgopt.errors import BudgetExceeded, EndpointError
 
 # DSPy 3.4 marks BaseLM.forward subclasses as the legacy plugin path; it is supported
@@ -103,13 +104,28 @@ class BadResponse(EndpointError):
     """The endpoint answered 200 with a body that is not a chat completion (a proxy's error page, a cut-off body)."""
 
 
+# Words of a server's reply that rejects the request itself rather than failing to serve it.
+# llama-cpp-python answers an unknown response_format with HTTP 500 and a validation error.
+_INVALID_REQUEST_WORDS = ("validation error", "validationerror", "invalid request", "invalid_request", "unprocessable", "response_format", "json_schema")
+
+
+def _rejected_request(exc: Exception) -> bool:
+    """The server refused this request as invalid: asking again cannot help."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code in (408, 409, 429):
+        return False
+    if exc.status_code < 500:
+        return True
+    body = f"{exc.message} {getattr(exc, 'body', '')}".lower()
+    return any(w in body for w in _INVALID_REQUEST_WORDS)
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, BadResponse):
         return True
     if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code >= 500 or exc.status_code in (408, 409, 429)
+        return not _rejected_request(exc) and (exc.status_code >= 500 or exc.status_code in (408, 409, 429))
     return False
 
 
@@ -120,6 +136,10 @@ def _retry_after(exc: Exception) -> float | None:
         return min(float(value), 60.0) if value else None
     except (TypeError, ValueError):
         return None
+
+
+# What "auto" learned per api_base, shared by every client of this process.
+_learned_dialects: dict[str, str] = {}
 
 
 class EndpointLM(dspy.BaseLM):
@@ -137,7 +157,7 @@ class EndpointLM(dspy.BaseLM):
         max_retries: int = 4,
         cache: ResponseCache | None = None,
         backoff: float = 0.5,
-        json_dialect: str = "openai",
+        json_dialect: str = "auto",
         max_calls: int | None = None,
     ):
         super().__init__(model=model, model_type="chat", temperature=temperature, max_tokens=max_tokens, cache=False)
@@ -147,7 +167,11 @@ class EndpointLM(dspy.BaseLM):
         self.backoff = backoff
         self.response_cache = cache
         self.usage = Usage()
-        # How this endpoint takes a JSON schema for constrained decoding (see core.answer_schema).
+        # How this endpoint takes a JSON schema for constrained decoding (core.answer_schema):
+        # callers always send OpenAI's form; "auto" finds the server's dialect on the first
+        # rejected schema request and remembers it for the endpoint.
+        if json_dialect not in ("auto", *JSON_DIALECTS):
+            raise ValueError(f"json_dialect must be 'auto' or one of {JSON_DIALECTS}, got {json_dialect!r}")
         self.json_dialect = json_dialect
         # A hard cap on requests sent (retries included; cache hits are free). None: no cap.
         self.max_calls = max_calls
@@ -197,6 +221,30 @@ class EndpointLM(dspy.BaseLM):
     def requests_sent(self) -> int:
         return self._sent
 
+    @property
+    def dialect(self) -> str:
+        """The JSON dialect used now: the configured one, or what "auto" learned (else OpenAI's)."""
+        if self.json_dialect != "auto":
+            return self.json_dialect
+        return _learned_dialects.get(self.api_base, "openai")
+
+    def _on_the_wire(self, req: dict[str, Any]) -> dict[str, Any]:
+        schema = schema_of(req.get("response_format"))
+        if schema is None or self.dialect == "openai":
+            return req
+        return {**req, "response_format": response_format(schema, self.dialect)}
+
+    def _learn_dialect(self, req: dict[str, Any], exc: Exception) -> bool:
+        """After a rejected schema request in "auto" mode, switch to the other dialect once."""
+        if self.json_dialect != "auto" or self.api_base in _learned_dialects or schema_of(req.get("response_format")) is None:
+            return False
+        body = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+        if not _rejected_request(exc) or not any(w in body for w in ("response_format", "json_schema", "json_object", "schema")):
+            return False  # refused for another reason (e.g. a prompt too long): not a dialect question
+        _learned_dialects[self.api_base] = "llama-cpp"
+        logger.info("{} rejected response_format json_schema ({}); using llama.cpp's json_object + schema", self.api_base, exc.status_code)
+        return True
+
     def _send(self, req: dict[str, Any]) -> ChatCompletion:
         attempt = 0
         while True:
@@ -206,7 +254,7 @@ class EndpointLM(dspy.BaseLM):
                     # post() rather than chat.completions.create(): the request is plain JSON already,
                     # and create()'s parameter transform costs ~3 ms of CPU per call, which caps
                     # throughput at high concurrency (measured in scripts/bench_extract.py).
-                    resp = self._client.post("/chat/completions", body=req, cast_to=ChatCompletion)
+                    resp = self._client.post("/chat/completions", body=self._on_the_wire(req), cast_to=ChatCompletion)
                 except ValueError as exc:  # the body was not JSON
                     raise BadResponse(f"{self.api_base}: response body is not JSON ({exc})") from None
                 if not getattr(resp, "choices", None):
@@ -219,6 +267,8 @@ class EndpointLM(dspy.BaseLM):
                 )
                 return resp
             except Exception as exc:
+                if self._learn_dialect(req, exc):
+                    continue
                 if not _retryable(exc) or attempt >= self.max_retries:
                     self.usage.add(failures=1)
                     raise
@@ -263,12 +313,12 @@ def connect(
     Call this from the main thread: the embedded server is tied to the thread that starts it.
     """
     if config.embedded:
-        from kgopt.clients.embedded import EMBEDDED_MODEL_NAME, model_fingerprint, shared_embedded_server
+        from kgopt.clients.embedded import JSON_DIALECT, model_fingerprint, shared_embedded_server
 
         server = shared_embedded_server()
-        api_base, model = server.api_base, EMBEDDED_MODEL_NAME
-        identity = f"embedded|{model_fingerprint(server.gguf)}"
-        dialect = "llama-cpp"
+        api_base, model = server.api_base, server.model.served_name
+        identity = f"embedded|{model_fingerprint(server.model)}"
+        dialect = JSON_DIALECT
     else:
         dialect = config.json_dialect
         api_base, model = config.api_base, config.model

@@ -121,9 +121,11 @@ class Compiler:
         return report
 
     def build(self, cfg: TrialConfig, seed: int) -> IEProgram:
-        program = IEProgram(self.spec.name, self.lang, instruction=self.instructions[cfg.instruction], settings=cfg.settings())
+        # Candidate 0 is the official template: that of the trial's answer format.
+        instruction = self.instructions[cfg.instruction] if cfg.instruction else None
+        program = IEProgram(self.spec.name, self.lang, instruction=instruction, settings=cfg.settings())
         program.set_lm(self.lm)
-        trainset = chunk_examples(self.spec, self.train, cfg.split_size)
+        trainset = chunk_examples(program.spec, self.train, cfg.split_size)
         if not trainset and cfg.num_demos:
             raise DataError(f"no training record of {self.spec.name}/{self.lang} has a label to show as a demonstration")
         # mipro/gepa select on held-out training chunks, never on dev (dev picks the trial).

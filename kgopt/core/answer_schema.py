@@ -45,6 +45,12 @@ def answer_json_schema(spec: TaskSpec, chunk: list[Any], max_items: int | None =
             props[item["event_type"]] = _array(_object({"trigger": s, "arguments": args}), max_items)
         elif spec.shape == "arguments":
             props[item["event_type"]] = _array(_object({r: role for r in item["arguments"]}), max_items)
+        elif spec.shape == "entity_attributes":
+            # Heads are the model's own keys; attributes are optional (absent ones are not output).
+            # Always a list of values (OneKE writes one value as a string): an anyOf of the two
+            # would slow the grammar sampler, and multi-valued attributes are common in InstructIE.
+            attrs = {"type": "object", "properties": {a: _array(s, None) for a in item["attributes"]}, "additionalProperties": False}
+            props[item["entity_type"]] = {"type": "object", "additionalProperties": attrs, **({"maxProperties": max_items} if max_items else {})}
         elif spec.shape == "typed_triples":
             triple = _object({"head": s, "head_type": s, "tail": s, "tail_type": s})
             for rel in item["relations"]:
@@ -55,8 +61,20 @@ def answer_json_schema(spec: TaskSpec, chunk: list[Any], max_items: int | None =
 
 
 # How an endpoint wants the schema: OpenAI's ``json_schema`` (vLLM, OpenAI, most servers) or
-# llama-cpp-python's ``json_object`` + ``schema`` (its server rejects ``json_schema``).
+# llama-cpp-python's ``json_object`` + ``schema`` (its server rejects ``json_schema``). Callers
+# always build OpenAI's form; the client (``clients.lm.EndpointLM``) translates it per endpoint.
 JSON_DIALECTS = ("openai", "llama-cpp")
+
+
+def schema_of(fmt: Any) -> dict[str, Any] | None:
+    """The JSON schema inside a response_format of either dialect (None: not a schema request)."""
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        return fmt["json_schema"].get("schema")
+    if fmt.get("type") == "json_object" and isinstance(fmt.get("schema"), dict):
+        return fmt["schema"]
+    return None
 
 
 def response_format(schema: dict[str, Any], dialect: str = "openai") -> dict[str, Any]:

@@ -206,6 +206,33 @@ def _events(obj, chunk, spec, col):
             col.labels.append({"event_trigger": trig, "event_type": etype, "arguments": args})
 
 
+def _entity_attributes(obj, chunk, spec, col):
+    """OneKE KG: ``{entity_type: {head: {attribute: tail or [tails]}}}`` -> typed-head triples."""
+    attributes = {it["entity_type"]: set(it["attributes"]) for it in chunk}
+    for etype, heads in obj.items():
+        if etype not in attributes:
+            col.drop(f"entity type not in schema: {etype!r}")
+            continue
+        if not isinstance(heads, dict):
+            if heads not in (NAN, "", None, [], {}):
+                col.drop(f"{etype}: entities are not an object")
+            continue
+        for head, attrs in heads.items():
+            h = _clean_str(head)
+            if h is None or not isinstance(attrs, dict):
+                if attrs not in (NAN, "", None, [], {}):
+                    col.drop(f"{etype}: {str(head)[:40]!r} has no attribute object")
+                continue
+            for attr, tails in attrs.items():
+                if attr not in attributes[etype]:
+                    col.drop(f"{etype}: attribute not in schema: {attr!r}")
+                    continue
+                for v in _as_list(tails):
+                    t = _clean_str(v)
+                    if t is not None:
+                        col.labels.append({"head": h, "head_type": etype, "relation": attr, "tail": t, "tail_type": ""})
+
+
 def _normalise_top(obj: Any, spec: TaskSpec) -> Any:
     """Accept a few common near-misses of the top-level shape."""
     if isinstance(obj, list) and spec.shape in ("triples", "typed_triples"):
@@ -243,6 +270,8 @@ def _parse(spec: TaskSpec, raw: Any, chunk: list[Any], mode: str) -> ParseResult
         _entities(obj, chunk, spec, col, "event_trigger", "event_type")
     elif spec.shape in ("triples", "typed_triples"):
         _triples(obj, chunk, spec, col)
+    elif spec.shape == "entity_attributes":
+        _entity_attributes(obj, chunk, spec, col)
     else:
         _events(obj, chunk, spec, col)
     if col.problems and status == OK:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from kgopt.core.parsing import parse_answer
-from kgopt.core.tasks import NAN, TaskSpec, get_task
+from kgopt.core.tasks import NAN, TaskSpec, get_task, spec_for_chunk
 
 
 def _key(x: Any) -> Any:
@@ -106,11 +106,26 @@ def _extract_event_args(obj: dict) -> list[tuple]:
     return [(key, "", _arg_tuples(v)) for key, v in _items(obj, dict)]
 
 
+def _extract_entity_attributes(obj: dict) -> list[tuple]:
+    """OneKE KG ``{type: {head: {attribute: tail or [tails]}}}`` -> (head, attribute, tail)."""
+    out = []
+    for heads in obj.values():
+        if not isinstance(heads, dict):
+            continue
+        for head, attrs in heads.items():
+            if not isinstance(attrs, dict):
+                continue
+            for attr, tails in attrs.items():
+                out.extend((head, attr, t) for t in (tails if isinstance(tails, list) else [tails]) if isinstance(t, str))
+    return out
+
+
 _EXTRACTORS = {
     "entities": _extract_strings,
     "triggers": _extract_strings,
     "triples": _extract_triples,
     "typed_triples": _extract_triples,
+    "entity_attributes": _extract_entity_attributes,
     "events": _extract_events,
     "arguments": _extract_event_args,
 }
@@ -270,7 +285,8 @@ def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = 
         src = by_source.setdefault(group.source, Counts(spec.two_level))
         preds: list[tuple] = []
         for raw, chunk in zip(group.outputs, group.chunks):
-            ok, tuples = extract_lenient(spec, raw, chunk) if lenient else extract_official(spec, raw)
+            asked = spec_for_chunk(spec, chunk)  # the answer format the chunk was asked in (KG has two)
+            ok, tuples = extract_lenient(asked, raw, chunk) if lenient else extract_official(asked, raw)
             if not ok:
                 total.errors += 1
                 src.errors += 1

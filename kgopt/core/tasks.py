@@ -39,7 +39,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "zh": "你是专门进行事件论元提取的专家。请从input中抽取出符合schema定义的事件论元及论元角色，不存在的论元返回NAN或空字典，如果论元存在多值请返回列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in event argument extraction. Please extract event arguments and their roles from the input that conform to the schema definition, which already includes event trigger words. If an argument does not exist, return NAN or an empty dictionary. Please respond in the format of a JSON string.",
     },
+    # OneKE's own KG instruction (IEPile ``convert/utils/instruction.py``, KGzh / KGen).
     "KG": {
+        "zh": "你是一个图谱实体知识结构化专家。根据输入实体类型(entity type)的schema描述，从文本中抽取出相应的实体实例和其属性信息，不存在的属性不输出, 属性存在多值就返回列表，并输出为可解析的json格式。",
+        "en": "You are an expert in structured knowledge systems for graph entities. Based on the schema description of the input entity type, you extract the corresponding entity instances and their attribute information from the text. Attributes that do not exist should not be output. If an attribute has multiple values, a list should be returned. The results should be output in a parsable JSON format.",
+    },
+    # kgopt's typed-triple KG format: the same style, with head and tail types for the graph.
+    "KG_typed": {
         "zh": "你是专门进行知识图谱构建的专家。请从input中抽取出符合schema定义的关系三元组，并给出头实体和尾实体的类型，不存在的关系返回空列表。请按照JSON字符串的格式回答。",
         "en": "You are an expert in knowledge graph construction. Please extract relationship triples that match the schema definition from the input, together with the types of the head and tail entities. Return an empty list for relationships that do not exist. Please respond in the format of a JSON string.",
     },
@@ -86,6 +92,12 @@ def _items_eea(schema: Schema, record: Record | None) -> list[Any]:
 
 
 def _items_kg(schema: Schema, record: Record | None) -> list[Any]:
+    # OneKE: the InstructIE topic is the entity type, its relations the attributes.
+    topic = schema.types[0] if schema.types else ""
+    return [{"entity_type": topic, "attributes": list(schema.roles)}]
+
+
+def _items_kg_typed(schema: Schema, record: Record | None) -> list[Any]:
     topic = schema.types[0] if schema.types else ""
     return [{"topic": topic, "relations": list(schema.roles)}]
 
@@ -99,6 +111,10 @@ def _label_str(item: Any) -> str:
 
 def _label_event(item: Any) -> str:
     return item["event_type"]
+
+
+def _label_entity_type(item: Any) -> str:
+    return item["entity_type"]
 
 
 # --- gold record -> OneKE answer for a chunk (used for demonstrations) -----------------
@@ -156,6 +172,28 @@ def _answer_eea(record: Record, chunk: list[Any]) -> dict[str, Any]:
 
 
 def _answer_kg(record: Record, chunk: list[Any]) -> dict[str, Any]:
+    """OneKE's KG answer, as IEPile's ``KGConverter`` writes it: entity type -> head -> attribute
+    -> tail (a string, or a list when several), heads and tails in order of first position."""
+    text = record.text
+    by_head: dict[str, dict[str, list[str]]] = {}
+    for t in record.labels:
+        by_head.setdefault(t["head"], {}).setdefault(t["relation"], []).append(t["tail"])
+    heads = sorted(by_head.items(), key=lambda kv: text.find(kv[0]))
+    out: dict[str, Any] = {}
+    for it in chunk:
+        per_head: dict[str, Any] = {}
+        for head, rels in heads:
+            attrs: dict[str, Any] = {}
+            for attr in it["attributes"]:
+                if attr in rels:
+                    tails = [t for _, t in sorted(((text.find(t), t) for t in rels[attr]), key=lambda x: x[0])]
+                    attrs[attr] = tails[0] if len(tails) == 1 else tails
+            per_head[head] = attrs
+        out[it["entity_type"]] = per_head
+    return out
+
+
+def _answer_kg_typed(record: Record, chunk: list[Any]) -> dict[str, Any]:
     relations = [r for it in chunk for r in it["relations"]]
     out: dict[str, Any] = {r: [] for r in relations}
     for t in record.labels:
@@ -207,6 +245,8 @@ class TaskSpec:
     gold_answer: Callable[[Record, list[Any]], dict[str, Any]]
     gold_tuples: Callable[[list[dict[str, Any]]], list[tuple]]
     two_level: bool = False  # EE/EEA are scored on events and arguments
+    answer_format: str = "oneke"  # a task may have other formats (ANSWER_FORMATS); one per program
+    item_keys: tuple[str, ...] = ()  # the keys of a dict schema item, which tell its format apart
 
     def template(self, lang: str) -> str:
         check_lang(lang)
@@ -229,18 +269,49 @@ TASKS: dict[str, TaskSpec] = {
     "EET": TaskSpec("EET", "iepile", "event", 4, "triggers", TEMPLATES["EET"], _items_types, _label_str, _answer_eet, _gold_eet),
     "EEA": TaskSpec("EEA", "iepile", "event", 4, "arguments", TEMPLATES["EEA"], _items_eea, _label_event, _answer_eea, _gold_eea, two_level=True),
     # KG: one InstructIE topic per call, however many relations it has.
-    "KG": TaskSpec("KG", "instructie", "relation", 1, "typed_triples", TEMPLATES["KG"], _items_kg, lambda it: it["topic"], _answer_kg, _gold_triples),
+    "KG": TaskSpec("KG", "instructie", "relation", 1, "entity_attributes", TEMPLATES["KG"], _items_kg, _label_entity_type, _answer_kg,
+                   _gold_triples, item_keys=("entity_type", "attributes")),
 }
+
+# Other answer formats a program may choose instead of its task's OneKE one (the compiler
+# searches them). KG's typed triples carry head and tail types for the graph.
+ANSWER_FORMATS: dict[str, dict[str, TaskSpec]] = {name: {"oneke": spec} for name, spec in TASKS.items()}
+ANSWER_FORMATS["KG"]["typed_triples"] = TaskSpec(
+    "KG", "instructie", "relation", 1, "typed_triples", TEMPLATES["KG_typed"], _items_kg_typed, lambda it: it["topic"], _answer_kg_typed,
+    _gold_triples, answer_format="typed_triples", item_keys=("topic", "relations"),
+)  # fmt: skip
 
 # Where each IEPile task's unified files live: EET and EEA are built from the EE folders.
 TASK_FOLDER = {"NER": "NER", "RE": "RE", "EE": "EE", "EET": "EE", "EEA": "EE", "KG": "KG"}
 
 
-def get_task(name: str) -> TaskSpec:
+def get_task(name: str, answer_format: str | None = None) -> TaskSpec:
+    """A task's spec, in its OneKE answer format unless another of its formats is named."""
     try:
-        return TASKS[name.upper()]
+        spec = TASKS[name.upper()]
     except KeyError:
         raise UnknownTaskError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+    if answer_format in (None, spec.answer_format):
+        return spec
+    try:
+        return ANSWER_FORMATS[spec.name][answer_format]
+    except KeyError:
+        raise UnknownTaskError(f"{spec.name} has no answer format {answer_format!r}; choose one of {', '.join(ANSWER_FORMATS[spec.name])}") from None
+
+
+def answer_formats(name: str) -> tuple[str, ...]:
+    return tuple(ANSWER_FORMATS[get_task(name).name])
+
+
+def spec_for_chunk(spec: TaskSpec, chunk: list[Any]) -> TaskSpec:
+    """The format of ``spec``'s task that asked ``chunk`` (told by its items' keys); ``spec`` if unsure."""
+    first = chunk[0] if chunk else None
+    if not isinstance(first, dict):
+        return spec
+    for variant in ANSWER_FORMATS[spec.name].values():
+        if variant.item_keys and set(variant.item_keys) <= set(first):
+            return variant
+    return spec
 
 
 def check_lang(lang: str) -> str:

@@ -48,7 +48,10 @@ def oneke_answer(request: dict[str, Any]) -> str:
         return segs[i % len(segs)]
 
     out: dict[str, Any] = {}
-    if schema and isinstance(schema[0], dict) and "relations" in schema[0]:  # KG topic
+    if schema and isinstance(schema[0], dict) and "attributes" in schema[0]:  # KG, OneKE's format
+        attrs = {a: seg(i + 1) for i, a in enumerate(schema[0]["attributes"][:2])}
+        return json.dumps({schema[0]["entity_type"]: {seg(0): attrs}}, ensure_ascii=False)
+    if schema and isinstance(schema[0], dict) and "relations" in schema[0]:  # KG, typed triples
         for i, rel in enumerate(schema[0]["relations"][:2]):
             out[rel] = [{"head": seg(i), "head_type": schema[0]["topic"], "tail": seg(i + 1), "tail_type": "thing"}]
         return json.dumps(out, ensure_ascii=False)
