@@ -68,9 +68,14 @@ def test_eet_and_kg_are_scored_not_crashing():
     assert rep.total.scores() == {"P": 50.0, "R": 100.0, "F1": 66.67}
     kg_gold = [{"head": "A", "head_type": "人物", "relation": "父母", "tail": "B", "tail_type": "人物"}]
     out = {"父母": [{"head": "A", "head_type": "人物", "tail": "B", "tail_type": "人物"}]}
-    rep = _score("KG", [_line(1, "InstructIE", [], kg_gold, json.dumps(out, ensure_ascii=False))], ccks=True)
+    typed = [{"topic": "人物", "relations": ["父母"]}]  # the chunk tells the answer format
+    rep = _score("KG", [_line(1, "InstructIE", typed, kg_gold, json.dumps(out, ensure_ascii=False))], ccks=True)
     assert rep.total.scores()["F1"] == 100.0
     assert rep.ccks == {"F1": 100.0, "rouge2": 100.0, "score": 100.0}
+    oneke = [{"entity_type": "人物", "attributes": ["父母"]}]  # OneKE's format, the default
+    out = {"人物": {"A": {"父母": ["B", "C"]}}}
+    rep = _score("KG", [_line(1, "InstructIE", oneke, kg_gold, json.dumps(out, ensure_ascii=False))], ccks=True)
+    assert rep.total.scores() == {"P": 50.0, "R": 100.0, "F1": 66.67}
 
 
 # --- cross-check with the official semantics on real data ------------------------------------
