@@ -29,7 +29,7 @@ from kgopt.core.demos import most_similar
 from kgopt.core.parsing import ERROR, merge_labels, parse_answer
 from kgopt.core.schema import Record, Schema
 from kgopt.core.tasks import check_lang, get_task
-from kgopt.data.jsonio import dumps
+from kgopt.data.jsonio import dumps, write_atomic
 from kgopt.errors import ArtifactError, BudgetExceeded
 
 ARTIFACT_FORMAT = 1
@@ -198,10 +198,7 @@ class IEProgram(dspy.Module):
     def save_artifact(self, path: str | os.PathLike, manifest: dict[str, Any] | None = None) -> Path:
         """Write the program as JSON, atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(dumps(self.to_artifact(manifest), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: fh.write(dumps(self.to_artifact(manifest), indent=2) + "\n"))
         return path
 
 

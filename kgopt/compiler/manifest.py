@@ -8,7 +8,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from kgopt.core.schema import Schema
 from kgopt.data.readers import Example
@@ -28,15 +27,6 @@ def data_entry(path: Path, root: Path | None, records: int) -> dict[str, Any]:
     except ValueError:
         shown = str(path)
     return {"path": shown, "sha256": file_sha256(path), "records_used": records}
-
-
-def redact_url(url: str) -> str:
-    """A storage URL without its password (manifests and logs are shared)."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def versions() -> dict[str, str]:

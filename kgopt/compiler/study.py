@@ -1,16 +1,19 @@
 """``kgopt compile``: an Optuna study whose trials compile a program with DSPy and score it on dev.
 
-One study per task/language (name ``<TASK>_<lang>`` unless told), in a real database:
-SQLite under ``compiled/`` by default, any SQLAlchemy URL otherwise (PostgreSQL lets several
-workers share a study). Running the same command again resumes: trials already complete or
-pruned count towards ``--trials``; a trial that was running when the process died is failed
-by Optuna's heartbeat and not counted. The test split is never read here.
+One study per task/language (name ``<TASK>_<lang>`` unless told), in a real database
+(``storage.py``). Running the same command again resumes: trials already complete or pruned
+count towards ``--trials``; a trial that was running when its process died is failed by
+Optuna's heartbeat, not counted, and run again once. Several workers may run the command on one
+study at once: the creator sets it up, and together they finish exactly ``--trials`` trials,
+each configuration once. ``compile_program`` reads as its steps: load data, connect, open the
+study, set it up, score the baseline, run trials, write the best. The test split is never read.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from kgopt.compiler import manifest as mf
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
+from kgopt.compiler.storage import default_storage, open_storage, redact_url
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
@@ -34,6 +38,7 @@ from kgopt.evaluate import run_program
 from kgopt.program import IEProgram
 
 DEFAULT_OPTIMIZERS = ("labeled", "bootstrap")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (the dashboard shows it)
 
 
 @dataclass
@@ -44,22 +49,6 @@ class CompileResult:
     storage: str
     trials_run: int
     usage: dict[str, int] = field(default_factory=dict)
-
-
-def default_storage(out_dir: Path) -> str:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Relative when the folder is: the URL lands in manifests, which should not name this machine's paths.
-    return f"sqlite:///{out_dir / 'studies.sqlite3'}"
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    # Heartbeats let a resumed study fail the trial a killed process left RUNNING.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in practice since Optuna 2.9
-            return optuna.storages.RDBStorage(url=url, heartbeat_interval=30, grace_period=90)
-    except Exception as exc:  # bad URL, missing driver, unreachable database
-        raise ConfigError(f"cannot open study storage {mf.redact_url(url)}: {type(exc).__name__}: {exc}") from None
 
 
 def score_lines(task: str, lines: list[dict[str, Any]]) -> ScoreReport:
@@ -99,6 +88,8 @@ class Compiler:
         self.dev_batches = max(1, min(dev_batches, len(dev)))
         self.instructions: list[str] = []
         self.splits: tuple[int, ...] | None = None  # the study's split sizes
+        self.trials: int | None = None  # finished trials the study should have (all workers together)
+        self.budget_spent = False  # this run's --max-calls stopped it
 
     @property
     def lm(self):
@@ -137,8 +128,17 @@ class Compiler:
         return compiled
 
     def objective(self, trial: optuna.Trial) -> float:
+        if self.trials is not None and _taken_before(trial) >= self.trials:
+            # Another worker took the last trial between our check and this trial's start.
+            trial.study.stop()
+            raise SurplusTrial(f"the study already has its {self.trials} trials")
         cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits)
+        twin = _same_configuration(trial)
+        if twin is not None:  # a configuration is run once per study, whichever worker proposes it again
+            trial.set_user_attr("duplicate_of", twin.number)
+            raise optuna.TrialPruned(f"same configuration as trial {twin.number}")
         trial.set_user_attr("instruction_text", self.instructions[cfg.instruction])
+        trial.set_user_attr("worker", WORKER)
         started, before = time.monotonic(), self.lm.usage.snapshot()
         try:
             program = self.build(cfg, self.seed + trial.number)
@@ -147,6 +147,7 @@ class Compiler:
             report = self.evaluate(program, trial, desc=f"trial {trial.number} dev")
         except BudgetExceeded as exc:
             trial.set_user_attr("stopped", str(exc))
+            self.budget_spent = True
             trial.study.stop()
             raise optuna.TrialPruned(str(exc)) from None
         except optuna.TrialPruned:
@@ -171,9 +172,32 @@ class Compiler:
         trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
 
 
+class SurplusTrial(Exception):
+    """A trial started after the study had enough (several workers raced for the last one)."""
+
+
 def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return study.get_trials(deepcopy=False, states=states)
+
+
+def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+
+def _taken_before(trial: optuna.Trial) -> int:
+    """Finished trials, plus running ones that started before ``trial`` (they win a race for the last slot)."""
+    study = trial.study
+    return len(_done(study)) + sum(t.number < trial.number for t in _running(study))
+
+
+def _same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """An earlier trial (finished or running, any worker) with exactly this trial's parameters."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    for t in trial.study.get_trials(deepcopy=False, states=states):
+        if t.number < trial.number and t.params == trial.params and not {"duplicate_of", "stopped"} & set(t.user_attrs):
+            return t
+    return None
 
 
 def compile_program(
@@ -235,58 +259,19 @@ def compile_program(
 
     url = storage or default_storage(compiled_dir)
     name = study_name or f"{spec.name}_{lang}"
-    study = optuna.create_study(
-        storage=open_storage(url),
-        study_name=name,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    )
+    study, created = _open_study(url, name, seed)
     attrs = study.user_attrs
     if attrs.get("task", spec.name) != spec.name or attrs.get("lang", lang) != lang:
-        raise ConfigError(f"study {name!r} in {mf.redact_url(url)} is for {attrs.get('task')}/{attrs.get('lang')}, not {spec.name}/{lang}")
+        raise ConfigError(f"study {name!r} in {redact_url(url)} is for {attrs.get('task')}/{attrs.get('lang')}, not {spec.name}/{lang}")
 
     trials_dir = Path("runs") / "compile" / name
     comp = Compiler(spec.name, lang, connection, train + aug, dev, optimizers, max_demos, seed, threads, trials_dir)
+    comp.trials = trials
     try:
-        if "instructions" not in attrs:
-            study.set_user_attr("task", spec.name)
-            study.set_user_attr("lang", lang)
-            study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
-            shown = chunk_examples(spec, train, spec.split_size)
-            comp.instructions, counts = propose_instructions(spec, lang, lm, shown, instruction_proposals, seed)
-            study.set_user_attr("instruction_proposals", counts)
-            # Set last: its presence means the study's choices are fixed from now on.
-            study.set_user_attr("instructions", comp.instructions)
-            for cfg in starting_points(spec, optimizers, max_demos):
-                study.enqueue_trial(cfg.params(), skip_if_exists=True)
-        comp.instructions = study.user_attrs["instructions"]
-        comp.splits = _study_splits(study, spec)
-        if "baseline_dev" not in study.user_attrs:
-            logger.info("scoring the zero-shot baseline on dev")
-            report = comp.evaluate(IEProgram(spec.name, lang), desc="zero-shot dev")
-            study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors})
-
-        remaining = trials - len(_done(study))
-        run = 0
-        if remaining > 0:
-            logger.info("study {}: {} trials done, running {} more (storage {})", name, trials - remaining, remaining, mf.redact_url(url))
-            with tqdm(total=remaining, desc=f"compile {spec.name}/{lang}", unit="trial", dynamic_ncols=True) as bar:
-
-                def progress(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
-                    nonlocal run
-                    run += 1
-                    u = lm.usage.snapshot()
-                    best = max((t.value for t in _done(st) if t.value is not None and t.state.name == "COMPLETE"), default=None)
-                    bar.set_postfix(best_f1=best, calls=u["calls"] - start_usage["calls"], tokens=u["total_tokens"] - start_usage["total_tokens"], refresh=False)
-                    bar.update(1)
-
-                study.optimize(comp.objective, n_trials=remaining, catch=(Exception,), callbacks=[progress], gc_after_trial=True)
-        else:
-            logger.info("study {} already has {} finished trials; writing its best program", name, trials - remaining)
-        stopped = any(t.user_attrs.get("stopped") for t in study.get_trials(deepcopy=False))
-        if stopped:
+        _set_up(study, created, comp, train, dev, instruction_proposals)
+        _score_baseline(study, comp)
+        _run_trials(study, comp, trials, url, start_usage)
+        if comp.budget_spent:
             logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", max_calls)
         return _write_best(study, comp, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, start_usage)
     finally:
@@ -298,6 +283,101 @@ def compile_program(
             u["cache_hits"] - start_usage["cache_hits"],
             u["failures"] - start_usage["failures"],
         )
+
+
+SETUP_WAIT_SECONDS = 120  # how long a joining worker waits for the creator to set the study up
+
+
+def _open_study(url: str, name: str, seed: int) -> tuple[optuna.Study, bool]:
+    """Create the study, or join it if it exists; True if this process created it."""
+    storage = open_storage(url)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    try:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, constant_liar=True)
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner)
+        study.set_user_attr("setup_started", time.time())
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        # A worker joining (or resuming) a study draws from its own random stream, so that two
+        # workers do not propose the same configurations in lockstep.
+        sampler = optuna.samplers.TPESampler(seed=seed + os.getpid(), n_startup_trials=4, constant_liar=True)
+        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner), False
+
+
+def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Example], dev: list[Example], proposals: int) -> None:
+    """Fix the study's choices once: instruction candidates and warm starts (by one worker)."""
+    if "instructions" not in study.user_attrs and not created:
+        _wait_for_set_up(study)
+    if "instructions" not in study.user_attrs:
+        spec, lang = comp.spec, comp.lang
+        study.set_user_attr("task", spec.name)
+        study.set_user_attr("lang", lang)
+        study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
+        shown = chunk_examples(spec, train, spec.split_size)
+        instructions, counts = propose_instructions(spec, lang, comp.lm, shown, proposals, comp.seed)
+        study.set_user_attr("instruction_proposals", counts)
+        for cfg in starting_points(spec, comp.optimizers, comp.max_demos):
+            study.enqueue_trial(cfg.params(), skip_if_exists=True)
+        # Set last: its presence means the study's choices are fixed from now on.
+        study.set_user_attr("instructions", instructions)
+    comp.instructions = study.user_attrs["instructions"]
+    comp.splits = _study_splits(study, comp.spec)
+
+
+def _wait_for_set_up(study: optuna.Study) -> None:
+    """Another worker created the study and is setting it up: wait for it (or take over if it died)."""
+    started = study.user_attrs.get("setup_started")
+    if started is None:
+        return
+    logger.info("study {} is being set up by another worker; waiting", study.study_name)
+    while time.time() - started < SETUP_WAIT_SECONDS:
+        time.sleep(1.0)
+        if "instructions" in study.user_attrs:
+            return
+    logger.warning("study {} was not set up within {} s (its creator died?); setting it up here", study.study_name, SETUP_WAIT_SECONDS)
+
+
+def _score_baseline(study: optuna.Study, comp: Compiler) -> None:
+    if "baseline_dev" not in study.user_attrs:
+        logger.info("scoring the zero-shot baseline on dev")
+        report = comp.evaluate(IEProgram(comp.spec.name, comp.lang), desc="zero-shot dev")
+        study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors})
+
+
+def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, start_usage: dict[str, int]) -> None:
+    """Run trials until the study (all workers together) has ``trials`` finished ones.
+
+    One trial at a time: before each, trials of dead workers are failed (heartbeat; a failed
+    one is enqueued again) and the trials other workers are running count as taken. When the
+    rest are running elsewhere, wait for them, so every worker writes the same best program.
+    """
+    lm = comp.lm
+    remaining = trials - len(_done(study))
+    if remaining <= 0:
+        logger.info("study {} already has {} finished trials; writing its best program", study.study_name, len(_done(study)))
+        return
+    logger.info("study {}: {} trials done, up to {} more (storage {})", study.study_name, trials - remaining, remaining, redact_url(url))
+    with tqdm(total=remaining, desc=f"compile {comp.spec.name}/{comp.lang}", unit="trial", dynamic_ncols=True) as bar:
+
+        def progress(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
+            u = lm.usage.snapshot()
+            best = max((t.value for t in _done(st) if t.value is not None and t.state.name == "COMPLETE"), default=None)
+            bar.set_postfix(best_f1=best, calls=u["calls"] - start_usage["calls"], tokens=u["total_tokens"] - start_usage["total_tokens"], refresh=False)
+            bar.update(1)
+
+        started = 0  # a run starts at most `remaining` trials, failed ones included (they are not retried here)
+        while not comp.budget_spent:
+            optuna.storages.fail_stale_trials(study)
+            done, running = len(_done(study)), len(_running(study))
+            if done >= trials:
+                break
+            if done + running >= trials:
+                time.sleep(1.0)  # the last trials run in other workers
+                continue
+            if started >= remaining:
+                break
+            study.optimize(comp.objective, n_trials=1, catch=(Exception,), callbacks=[progress], gc_after_trial=True)
+            started += 1
 
 
 def _study_splits(study: optuna.Study, spec) -> tuple[int, ...]:
@@ -351,7 +431,7 @@ def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir,
         else {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}},
         "study": {
             "name": study.study_name,
-            "storage": mf.redact_url(url),
+            "storage": redact_url(url),
             "trials_finished": len(_done(study)),
             "instruction_prompt": PROMPT_VERSION,
             # What making this program cost over the whole study (all runs), from the trials' records.
@@ -372,7 +452,7 @@ def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir,
     }
     program.save_artifact(out_path, manifest)
     logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", out_path, dev_f1, baseline["f1"], chosen)
-    return CompileResult(out_path, manifest, study.study_name, mf.redact_url(url), len(_done(study)), manifest["llm"])
+    return CompileResult(out_path, manifest, study.study_name, redact_url(url), len(_done(study)), manifest["llm"])
 
 
 

@@ -129,27 +129,35 @@ def _iter_array(path: Path) -> Iterator[tuple[int, Any]]:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterator[Any] | list[Any]) -> int:
     """Write rows as JSON lines atomically (temp file + rename). Returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+
+    def write(fh) -> None:
+        nonlocal n
         for row in rows:
             fh.write(ujson.dumps(row, ensure_ascii=False, escape_forward_slashes=False) + "\n")
             n += 1
-    os.replace(tmp, path)
+
+    write_atomic(path, write)
     return n
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[io.TextIOBase], None]) -> None:
-    """Write a text file through ``write(fh)`` to a temp name, fsync, then rename into place."""
+    """Write a text file through ``write(fh)`` to a temp name, fsync, then rename into place.
+
+    The temp name is per process, so two processes writing the same file (two compile workers
+    of one study) each replace it whole, never interleaved.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def dumps(obj: Any, indent: int = 0) -> str:
