@@ -34,10 +34,15 @@ def test_manifest_is_complete_and_beats_zero_shot_on_dev(path):
     assert m["schemas"] and m["study"]["llm_calls"] > 0
 
 
+# CI's slice: the programs whose dev records cost one call each. The full regression of every
+# program is scripts/bench_regress.py (figures in the README): RE/zh alone is 36 calls of long prompts.
+REGRESS_SLICE = ["NER_zh.json", "RE_en.json", "KG_en.json"]
+
+
 @pytest.mark.llm
-def test_regress_passes_on_the_committed_programs():
-    results = regress(compiled_dir=COMPILED, data_dir=ROOT / "dataset")
-    assert len(results) >= len(REQUIRED)
+def test_regress_passes_on_a_slice_of_the_committed_programs():
+    results = regress([COMPILED / name for name in REGRESS_SLICE], data_dir=ROOT / "dataset")
+    assert [r.path.name for r in results] == REGRESS_SLICE
     for r in results:
         assert r.same_endpoint, r.line()
         assert r.passed, r.line()

@@ -28,7 +28,7 @@ def split_choices(spec: TaskSpec) -> tuple[int, ...]:
     """Schema items per call: the task's default and its neighbours (KG asks one topic).
 
     Down to one label per call: a small model that cannot keep several labels apart may
-    still fill one (measured on EE/zh: the tiny model put right arguments under wrong event types).
+    still fill one (measured on EE/zh with SmolLM2-135M: it put right arguments under wrong event types).
     """
     if spec.name == "KG":
         return (1,)

@@ -92,3 +92,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 continue
             raise ConfigError(f"cannot open study storage {redact_url(url)}: {type(exc).__name__}: {scrub(str(exc), url)}") from None
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def fail_dead_trials(study: optuna.Study) -> None:
+    """Fail (and enqueue again, once) the trials whose worker stopped sending heartbeats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in practice since Optuna 2.9
+        optuna.storages.fail_stale_trials(study)

@@ -28,7 +28,7 @@ from kgopt.compiler import manifest as mf
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
-from kgopt.compiler.storage import default_storage, open_storage, redact_url
+from kgopt.compiler.storage import default_storage, fail_dead_trials, open_storage, redact_url
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
@@ -367,7 +367,7 @@ def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, star
 
         started = 0  # a run starts at most `remaining` trials, failed ones included (they are not retried here)
         while not comp.budget_spent:
-            optuna.storages.fail_stale_trials(study)
+            fail_dead_trials(study)
             done, running = len(_done(study)), len(_running(study))
             if done >= trials:
                 break
