@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from pathlib import Path
 
 import optuna
 import pytest

