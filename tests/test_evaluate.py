@@ -138,3 +138,26 @@ def test_tasks_and_score_table(tmp_path):
     assert res.exit_code == 0 and "F1 100.00" in res.stdout and "S " in res.stdout
     res = CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(p), "--sort-by", "id"])
     assert res.exit_code == 2 and "source" in res.output
+
+
+def test_vs_zero_shot_scores_both_programs_on_the_same_records(shared_data, tmp_path, monkeypatch):
+    gold = _oracle("NER", "en", shared_data, limit=3)
+
+    def handler(req):  # only the saved program's instruction gets the gold answer
+        return gold(req) if "Custom instruction" in req["messages"][-1]["content"] else (200, chat_response("not JSON"))
+
+    program = IEProgram("NER", "en", instruction="Custom instruction: extract the entities.").save_artifact(tmp_path / "p.json")
+    with FakeServer(handler) as srv:
+        monkeypatch.setenv("KGOPT_API_BASE", srv.url)
+        monkeypatch.setenv("KGOPT_MODEL", "novel")
+        args = ["evaluate", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--limit", "3",
+                "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--no-cache", "--program", str(program), "--vs-zero-shot"]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert f"NER/en test, 3 records: zero-shot F1 0.00  vs  {program} F1 100.00" in res.output
+        data = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert set(data) == {"zero-shot", str(program)}
+    assert data["zero-shot"]["instances"] == data[str(program)]["instances"] == 3
+    assert (tmp_path / "out" / "zero-shot" / "predictions.jsonl").is_file() and (tmp_path / "out" / "program" / "scores.json").is_file()
+    res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "en", "--vs-zero-shot"])
+    assert res.exit_code == 2 and "--vs-zero-shot compares a saved program with the baseline: give --program FILE" in res.output
