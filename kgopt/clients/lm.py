@@ -109,14 +109,17 @@ class BadResponse(EndpointError):
 _INVALID_REQUEST_WORDS = ("validation error", "validationerror", "invalid request", "invalid_request", "unprocessable", "response_format", "json_schema")
 
 
+def _error_text(exc: Exception) -> str:
+    return f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+
+
 def _rejected_request(exc: Exception) -> bool:
     """The server refused this request as invalid: asking again cannot help."""
     if not isinstance(exc, openai.APIStatusError) or exc.status_code in (408, 409, 429):
         return False
     if exc.status_code < 500:
         return True
-    body = f"{exc.message} {getattr(exc, 'body', '')}".lower()
-    return any(w in body for w in _INVALID_REQUEST_WORDS)
+    return any(w in _error_text(exc) for w in _INVALID_REQUEST_WORDS)
 
 
 def _retryable(exc: Exception) -> bool:
@@ -238,8 +241,7 @@ class EndpointLM(dspy.BaseLM):
         """After a rejected schema request in "auto" mode, switch to the other dialect once."""
         if self.json_dialect != "auto" or self.api_base in _learned_dialects or schema_of(req.get("response_format")) is None:
             return False
-        body = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
-        if not _rejected_request(exc) or not any(w in body for w in ("response_format", "json_schema", "json_object", "schema")):
+        if not _rejected_request(exc) or not any(w in _error_text(exc) for w in ("response_format", "json_schema", "json_object", "schema")):
             return False  # refused for another reason (e.g. a prompt too long): not a dialect question
         _learned_dialects[self.api_base] = "llama-cpp"
         logger.info("{} rejected response_format json_schema ({}); using llama.cpp's json_object + schema", self.api_base, exc.status_code)
