@@ -36,6 +36,11 @@ class Lang(str, Enum):
     en = "en"
 
 
+# Set once Ctrl-C or SIGTERM arrived: an interrupt that lands while Optuna records a trial
+# surfaces as Optuna's own "Should not reach" AssertionError, which is still the interrupt.
+_INTERRUPTED = __import__("threading").Event()
+
+
 def _interruptible() -> None:
     """Ctrl-C and SIGTERM end a run cleanly (partial results kept, embedded server stopped),
     even when started from a shell that ignores SIGINT for background jobs."""
@@ -45,11 +50,12 @@ def _interruptible() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
-    def _term(signum, frame):
+    def _interrupt(signum, frame):
+        _INTERRUPTED.set()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     # A KeyboardInterrupt raised while a weakref callback or finaliser runs (e.g. during the
     # garbage collection Optuna does after each trial) is "ignored" by Python and the Ctrl-C
@@ -292,7 +298,9 @@ def compile_cmd(
         )
     except KgoptError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, AssertionError):
+        if not _INTERRUPTED.is_set():
+            raise
         typer.secho("interrupted: finished trials are in the study; run the same command to resume", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
     m = res.manifest
