@@ -135,8 +135,10 @@ def test_load_errors_are_clear(tmp_path):
         kgopt.load(bad)
 
 
-def test_cli_compile_interrupted_then_resumed(shared_data, tmp_path):
-    """Ctrl-C in the middle of a study exits 130 keeping finished trials; the same command resumes."""
+@pytest.mark.parametrize("moment", ["Trial 0 finished", "trial 1 dev"])
+def test_cli_compile_interrupted_then_resumed(moment, shared_data, tmp_path):
+    """Ctrl-C between trials or inside one exits 130 keeping finished trials and leaving none
+    RUNNING (a resumed run would wait out the heartbeat grace); the same command resumes."""
     import os
     import signal
     import subprocess
@@ -154,11 +156,12 @@ def test_cli_compile_interrupted_then_resumed(shared_data, tmp_path):
     with FakeServer(slow) as server:
         env = {**os.environ, "KGOPT_API_BASE": server.url, "KGOPT_MODEL": "fake"}
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Interrupt as soon as the first trial has finished (Optuna logs it on stderr).
+        # Interrupt when the first trial has finished (Optuna logs it on stderr), or while
+        # the second is scoring dev (its progress bar).
         err_lines = []
         for line in proc.stderr:
             err_lines.append(line)
-            if "Trial 0 finished" in line:
+            if moment in line:
                 break
         proc.send_signal(signal.SIGINT)
         out, rest = proc.communicate(timeout=60)
@@ -167,12 +170,21 @@ def test_cli_compile_interrupted_then_resumed(shared_data, tmp_path):
         assert "run the same command to resume" in err
         finished_before = [t.number for t in _study(tmp_path).trials if t.state.name == "COMPLETE"]
         assert 1 <= len(finished_before) < 4
+        before = _study(tmp_path).trials
+        assert "RUNNING" not in [t.state.name for t in before], [(t.number, t.state.name) for t in before]
+        stopped = [t for t in before if t.user_attrs.get("stopped") == "interrupted"]
+        if moment == "trial 1 dev":  # the interrupted trial failed; its configuration waits for the resume
+            assert [t.state.name for t in stopped] == ["FAIL"]
+            assert any(t.state.name == "WAITING" and t.user_attrs.get("rerun_of") == stopped[0].number for t in before)
         assert not (tmp_path / "compiled" / "NER_en.json").exists()
         res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-2000:]
     trials = _study(tmp_path).trials
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 4
     assert all(t.number in [x.number for x in trials] for t in trials if t.number in finished_before)
+    if moment == "trial 1 dev":
+        rerun = next(t for t in trials if t.user_attrs.get("rerun_of") == stopped[0].number)
+        assert rerun.state.name in ("COMPLETE", "PRUNED") and rerun.params == stopped[0].params
     program, manifest = load_program(tmp_path / "compiled" / "NER_en.json", TASK, LANG)
     assert manifest["dev"]["f1"] == 100.0 and "dev F1 100.00" in res.stdout
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from kgopt.clients.lm import Connection
 from kgopt.compiler import manifest as mf
+from kgopt.compiler.interrupts import TrialShield
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
@@ -90,6 +91,7 @@ class Compiler:
         self.splits: tuple[int, ...] | None = None  # the study's split sizes
         self.trials: int | None = None  # finished trials the study should have (all workers together)
         self.budget_spent = False  # this run's --max-calls stopped it
+        self.shield = TrialShield()  # Ctrl-C stops a trial's work, never Optuna's record of it
 
     @property
     def lm(self):
@@ -128,6 +130,17 @@ class Compiler:
         return compiled
 
     def objective(self, trial: optuna.Trial) -> float:
+        try:
+            with self.shield.unshielded():
+                return self._objective(trial)
+        except KeyboardInterrupt:
+            # Back under the shield: record why, and queue the configuration for the resumed run.
+            trial.set_user_attr("stopped", "interrupted")
+            if trial.params:
+                trial.study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+            raise
+
+    def _objective(self, trial: optuna.Trial) -> float:
         if self.trials is not None and _taken_before(trial) >= self.trials:
             # Another worker took the last trial between our check and this trial's start.
             trial.study.stop()
@@ -376,7 +389,8 @@ def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, star
                 continue
             if started >= remaining:
                 break
-            study.optimize(comp.objective, n_trials=1, catch=(Exception,), callbacks=[progress], gc_after_trial=True)
+            with comp.shield.shielded():
+                study.optimize(comp.objective, n_trials=1, catch=(Exception,), callbacks=[progress], gc_after_trial=True)
             started += 1
 
 
