@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Headless Chromium from Debian, for the dashboard's browser test (tests/test_dashboard.py).
-# Needs root (CI machines run as root); a no-op when chromium is already there.
+# Headless Chromium from Debian, for the browser tests (tests/test_dashboard.py, tests/test_view.py),
+# and a Chinese font so zh graph labels render. Needs root (CI machines run as root); a no-op
+# when both are there.
 set -euo pipefail
-if command -v chromium > /dev/null || command -v chromium-browser > /dev/null; then
+if { command -v chromium > /dev/null || command -v chromium-browser > /dev/null; } && fc-list :lang=zh | grep -q .; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
@@ -11,5 +12,5 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium > /dev/null
+apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei > /dev/null
 command -v chromium

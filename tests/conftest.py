@@ -23,3 +23,17 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KGOPT_HOME", str(tmp_path_factory.getbasetemp() / "kgopt-home"))
     for k in ("KGOPT_API_BASE", "KGOPT_MODEL", "KGOPT_API_KEY", "KGOPT_CONFIG", "KGOPT_DATA_DIR"):
         monkeypatch.delenv(k, raising=False)
+
+
+@pytest.fixture()
+def browser() -> str:
+    """Headless Chromium (Debian's), for the dashboard and graph-view tests; required in CI."""
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: scripts/setup-browser.sh should have installed it")
+        pytest.skip("chromium not installed (run scripts/setup-browser.sh)")
+    return found

@@ -1,6 +1,5 @@
 """kgopt dashboard serves optuna-dashboard on the compiler's study; checked in headless Chromium."""
 
-import os
 import shutil
 import socket
 import subprocess
@@ -8,7 +7,6 @@ import sys
 import time
 import urllib.request
 
-import pytest
 
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
@@ -16,22 +14,10 @@ from kgopt.compiler import compile_program
 from tests.fakeserver import FakeServer
 from tests.oracle import Oracle
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture()
-def browser():
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: scripts/setup-browser.sh should have installed it")
-        pytest.skip("chromium not installed (run scripts/setup-browser.sh)")
-    return CHROMIUM
 
 
 def test_dashboard_shows_the_study_in_a_browser(browser, shared_data, tmp_path):

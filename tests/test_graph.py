@@ -6,7 +6,7 @@ import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kgopt.core.chunking import chunk_spans, find_span
+from kgopt.core.chunking import chunk_spans, find_span, sentence_around
 from kgopt.graph.build import build_graph, mentions_from_labels, normalise
 from kgopt.graph.export import cypher_name, cypher_string, write_exports
 
@@ -45,6 +45,25 @@ def test_chunks_cover_all_content_in_order(text, size):
 def test_find_span_offsets_into_the_document():
     assert find_span("北京大学位于北京", "北京", 100) == [100, 102]
     assert find_span("abc", "z") is None and find_span("abc", "") is None
+
+
+def test_sentence_around_a_span():
+    text = "张三出生于北京。他在上海工作！Bob lives in Paris. He likes it."
+    s, e = sentence_around(text, text.index("上海"), text.index("上海") + 2)
+    assert text[s:e] == "他在上海工作！"
+    s, e = sentence_around(text, text.index("Paris"), text.index("Paris") + 5)
+    assert text[s:e] == "Bob lives in Paris."
+    long = "x" * 1000 + "目标" + "y" * 1000
+    s, e = sentence_around(long, 1000, 1002, max_chars=40)
+    assert s <= 1000 and e >= 1002 and e - s <= 40
+
+
+def test_nodes_keep_their_first_mentions_as_evidence():
+    where = {"doc": "d1", "chunk": 0, "task": "KG", "program": "p"}
+    mentions = mentions_from_labels("KG", [{"head": "张三", "relation": "出生地", "tail": "北京"}], "张三出生于北京。")
+    g = build_graph([(where, mentions), ({**where, "doc": "d2"}, mentions)])
+    zhang = next(n for n in g.nodes.values() if n.name == "张三")
+    assert [(ev["doc"], ev["text"], ev["span"]) for ev in zhang.evidence] == [("d1", "张三", [0, 2]), ("d2", "张三", [0, 2])]
 
 
 def test_mentions_of_each_task():

@@ -446,6 +446,36 @@ def graph_stats(
         typer.echo(f"  {v:>8}  {k}")
 
 
+@app.command("graph-view")
+def graph_view(
+    out: Path = typer.Argument(..., help="A `kgopt extract --out` directory (it holds graph.html)."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the directory on 127.0.0.1 instead of opening the file."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port for --serve (0: a free one)."),
+) -> None:
+    """Look at a built graph: open graph.html in a browser, or serve it on 127.0.0.1 (Ctrl-C stops)."""
+    from kgopt.graph.view import serve_view, view_path
+
+    try:
+        path = view_path(out)
+        if not serve:
+            import webbrowser
+
+            opened = webbrowser.open(path.resolve().as_uri())
+            typer.echo(f"{'opened' if opened else 'open this file in a browser:'} {path.resolve()}")
+            return
+        server = serve_view(out, port)
+    except (KgoptError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"serving http://127.0.0.1:{server.server_port}/graph.html (Ctrl-C stops)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @app.command()
 def tasks() -> None:
     """List the tasks, their datasets and schema split sizes."""

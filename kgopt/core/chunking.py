@@ -60,3 +60,20 @@ def find_span(text: str, span: str, offset: int = 0) -> list[int] | None:
         return None
     i = text.find(span)
     return None if i < 0 else [offset + i, offset + i + len(span)]
+
+
+def sentence_around(text: str, start: int, end: int, max_chars: int = 240) -> tuple[int, int]:
+    """``(s, e)``: the sentence of ``text`` that holds ``text[start:end]``, at most about
+    ``max_chars`` long (cut around the span when the sentence is longer)."""
+    s = 0
+    for m in _SENTENCE_END.finditer(text, 0, start):
+        s = m.end()
+    m = _SENTENCE_END.search(text, end)
+    e = m.end() if m else len(text)
+    room = max(0, max_chars - (end - start)) // 2
+    s, e = max(s, start - room), min(e, end + room)
+    while s < start and text[s].isspace():
+        s += 1
+    while e > end and text[e - 1].isspace():
+        e -= 1
+    return s, e

@@ -35,6 +35,7 @@ from kgopt.errors import BudgetExceeded, ConfigError, DataError, ExtractAborted,
 from kgopt.extract.results import FAILED, ResultLog
 from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
 from kgopt.graph.export import write_exports
+from kgopt.graph.view import VIEW, write_view
 
 DEFAULT_CHUNK_CHARS = 500  # fits OneKE-sized prompts (IEPile inputs are sentences to short paragraphs)
 UNPARSABLE = "unparsable"
@@ -314,9 +315,10 @@ def extract(
             report.seconds = round(time.monotonic() - started, 3)
             if report.aborted:
                 _write_report(out, report)
-        graph = _build(input_path, plan, chunk_chars, log, skip_bad)
+        graph, texts = _build(input_path, plan, chunk_chars, log, skip_bad)
     report.graph = {"nodes": len(graph.nodes), "triples": len(graph.edges)}
     report.exports = {k: str(v) for k, v in write_exports(graph, out).items()}
+    report.exports[VIEW] = str(write_view(graph, out / VIEW, texts))
     if neo4j:
         from kgopt.graph.neo4j_load import load_into_neo4j
 
@@ -409,12 +411,16 @@ def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractRepor
 
 
 def _build(input_path, plan, chunk_chars, log: ResultLog, skip_bad: bool):
-    """The graph from the log, in input order (the current job's units only)."""
+    """The graph from the log, in input order (the current job's units only), and the texts of
+    the documents it came from (the graph view quotes their sentences)."""
     builder = GraphBuilder()
+    texts: dict[str, str] = {}
     for item in iter_units(check_documents(input_path, skip_bad=True), plan, chunk_chars):
         if isinstance(item, Unit):
             row = log.get(item.key)
             if row and row["status"] != FAILED:
                 where = {"doc": row["doc"], "chunk": row["chunk"], "task": row["task"], "program": row["program"]}
                 builder.add(where, row.get("mentions") or {})
-    return builder.build()
+                if row.get("mentions"):
+                    texts[str(item.doc.id)] = item.doc.text
+    return builder.build(), texts

@@ -24,7 +24,8 @@ from typing import Any, Iterable
 
 from kgopt.core.chunking import find_span
 
-EXTRACT_TASKS = ("KG", "RE", "NER", "EE", "EET")  # EEA needs given triggers: not for raw text
+EXTRACT_TASKS = ("KG", "RE", "NER", "EE", "EET")
+EVIDENCE = 5  # mentions kept per node for the graph view (edges keep all their provenance)  # EEA needs given triggers: not for raw text
 _EDGE_QUOTES = "\"'“”‘’《》「」『』【】()（）[]<>"
 _SPACES = re.compile(r"\s+")
 
@@ -100,6 +101,7 @@ class Node:
     aliases: list[str] = field(default_factory=list)
     mentions: int = 0
     docs: int = 0
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # the first EVIDENCE mentions: where + surface + span
 
 
 @dataclass
@@ -124,23 +126,23 @@ class GraphBuilder:
     """Collect mentions (``add``) in input order, then ``build`` the merged graph."""
 
     def __init__(self):
-        self._entities: list[tuple[str, str, str, dict]] = []  # (key, type, surface, where)
+        self._entities: list[tuple[str, str, str, dict]] = []  # (key, type, surface, where + span)
         self._triples: list[tuple[int, str, int, dict]] = []  # (head entity idx, relation, tail entity idx, provenance)
 
-    def _entity(self, name: str, type_: str, where: dict) -> int:
-        self._entities.append((normalise(name), type_, name, where))
+    def _entity(self, name: str, type_: str, where: dict, span=None) -> int:
+        self._entities.append((normalise(name), type_, name, {**where, "text": name, "span": span}))
         return len(self._entities) - 1
 
     def add(self, where: dict[str, Any], mentions: dict[str, list[dict[str, Any]]]) -> None:
         """``where``: the unit's provenance (doc, chunk, task, program)."""
         for e in mentions.get("entities", ()):
             if normalise(e["name"]):
-                self._entity(e["name"], e.get("type", ""), where)
+                self._entity(e["name"], e.get("type", ""), where, e.get("span"))
         for t in mentions.get("triples", ()):
             if not (normalise(t["head"]) and normalise(t["tail"]) and t.get("relation")):
                 continue
-            h = self._entity(t["head"], t.get("head_type", ""), where)
-            tl = self._entity(t["tail"], t.get("tail_type", ""), where)
+            h = self._entity(t["head"], t.get("head_type", ""), where, t.get("head_span"))
+            tl = self._entity(t["tail"], t.get("tail_type", ""), where, t.get("tail_span"))
             prov = {
                 **where,
                 "head_text": t["head"],
@@ -165,15 +167,18 @@ class GraphBuilder:
         surfaces: dict[tuple[str, str], Counter] = {}
         first_seen: dict[tuple[str, str], dict[str, int]] = {}
         docs: dict[tuple[str, str], set] = {}
+        evidence: dict[tuple[str, str], list[dict]] = {}
         order: list[tuple[str, str]] = []
         for i, (_, _, surface, where) in enumerate(self._entities):
             k = resolved(i)
             if k not in surfaces:
-                surfaces[k], first_seen[k], docs[k] = Counter(), {}, set()
+                surfaces[k], first_seen[k], docs[k], evidence[k] = Counter(), {}, set(), []
                 order.append(k)
             surfaces[k][surface] += 1
             first_seen[k].setdefault(surface, i)
             docs[k].add(where.get("doc"))
+            if len(evidence[k]) < EVIDENCE and where not in evidence[k]:
+                evidence[k].append(where)
 
         nodes: dict[str, Node] = {}
         ids: dict[tuple[str, str], str] = {}
@@ -181,7 +186,7 @@ class GraphBuilder:
             forms = sorted(surfaces[k], key=lambda s: (-surfaces[k][s], first_seen[k][s]))
             nid = node_id(*k)
             ids[k] = nid
-            nodes[nid] = Node(nid, forms[0], k[1], forms[1:], sum(surfaces[k].values()), len(docs[k]))
+            nodes[nid] = Node(nid, forms[0], k[1], forms[1:], sum(surfaces[k].values()), len(docs[k]), evidence[k])
 
         edges: dict[tuple[str, str, str], Edge] = {}
         seen_units: dict[tuple[str, str, str], set] = {}
