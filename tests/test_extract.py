@@ -275,11 +275,11 @@ def test_cli_exit_codes_and_graph_stats(docs_file, tmp_path):
 def test_neo4j_unreachable_is_a_clear_error(tmp_path):
     pytest.importorskip("neo4j")
     from kgopt.graph.build import build_graph
-    from kgopt.graph.neo4j_load import load_into_neo4j
+    from kgopt.graph.load import load_graph
 
     g = build_graph([({"doc": "d", "chunk": 0, "task": "RE"}, {"triples": [{"head": "a", "relation": "r", "tail": "b"}]})])
     with pytest.raises(EndpointError, match="Neo4j at bolt://127.0.0.1:1 is not reachable"):
-        load_into_neo4j(g, "bolt://127.0.0.1:1", password="secret")
+        load_graph(g, "bolt://127.0.0.1:1", password="secret")
 
 
 @pytest.mark.llm

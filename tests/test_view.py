@@ -16,28 +16,9 @@ from pathlib import Path
 import pytest
 import ujson
 
-from kgopt.data.readers import read_instructie
 from kgopt.errors import ArtifactError
-from kgopt.extract import extract
 from kgopt.graph.build import build_graph
 from kgopt.graph.view import VIEW, view_data, write_view
-from kgopt.testing.fake_endpoint import FakeEndpoint
-from tests.conftest import BUNDLED
-from tests.test_extract import connection
-
-
-@pytest.fixture(scope="module")
-def extraction(tmp_path_factory) -> Path:
-    """A real extraction: InstructIE zh test texts (Latin names among them) through the deterministic endpoint."""
-    recs = list(read_instructie(BUNDLED / "InstructIE" / "test_zh.json"))[:10]
-    rows = [{"id": f"d{i}", "cate": r.cate, "text": r.text} for i, r in enumerate(recs)]
-    docs = tmp_path_factory.mktemp("docs") / "docs.jsonl"
-    docs.write_text("".join(ujson.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    out = tmp_path_factory.mktemp("out")
-    with FakeEndpoint() as ep:
-        report = extract(docs, "zh", out, connection=connection(ep.url), progress=False, data_dir=BUNDLED, workers=2)
-    assert report.exports[VIEW] == str(out / VIEW)
-    return out
 
 
 def _rows(path: Path) -> list[dict]:

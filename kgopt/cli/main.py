@@ -374,7 +374,8 @@ def extract(
     chunk_chars: int = typer.Option(500, "--chunk-chars", min=20, help="Longest chunk of a document sent in one call, in characters."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed input lines (listed in the report) instead of stopping."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model again instead of replaying cached answers."),
-    neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Also load the graph into Neo4j (bolt://...); password from NEO4J_PASSWORD."),
+    graph_db: Optional[str] = typer.Option(None, "--graph-db", help="Also load the graph into a database: falkordb://HOST:PORT/GRAPH or bolt://HOST:7687 (see graph-load)."),
+    neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Same as --graph-db for a bolt:// or neo4j:// URI (password from NEO4J_PASSWORD)."),
     neo4j_user: str = typer.Option("neo4j", "--neo4j-user", help="Neo4j user."),
     data_dir: Optional[Path] = DataDirOpt,
     api_base: Optional[str] = EndpointOpt,
@@ -400,7 +401,7 @@ def extract(
         report = run(
             input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
             schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, chunk_chars=chunk_chars,
-            skip_bad=skip_bad, data_dir=data_dir, neo4j={"uri": neo4j_uri, "user": neo4j_user} if neo4j_uri else None,
+            skip_bad=skip_bad, data_dir=data_dir, graph_db=graph_db or neo4j_uri, graph_db_user=neo4j_user,
         )
     except KgoptError as exc:
         _fail(exc)
@@ -444,6 +445,26 @@ def graph_stats(
     typer.echo("triples by relation:")
     for k, v in s["triples_by_relation"].items():
         typer.echo(f"  {v:>8}  {k}")
+
+
+@app.command("graph-load")
+def graph_load(
+    out: Path = typer.Argument(..., help="A `kgopt extract --out` directory (nodes.csv and triples.jsonl are read)."),
+    into: str = typer.Option(..., "--into", help="falkordb://[:PASSWORD@]HOST:PORT/GRAPH, or bolt://HOST:7687 / neo4j://HOST:7687."),
+    user: Optional[str] = typer.Option(None, "--user", help="Neo4j user (default neo4j)."),
+) -> None:
+    """Load a built graph into FalkorDB or Neo4j with idempotent Cypher (loading twice adds nothing).
+
+    Passwords: in the FalkorDB URI or FALKORDB_PASSWORD; NEO4J_PASSWORD for Neo4j. Never printed.
+    """
+    from kgopt.graph.export import read_graph
+    from kgopt.graph.load import load_graph
+
+    try:
+        sent = load_graph(read_graph(out), into, user=user)
+    except KgoptError as exc:
+        _fail(exc)
+    typer.echo(f"loaded {sent['nodes']} nodes and {sent['edges']} edges from {out}")
 
 
 @app.command("graph-view")

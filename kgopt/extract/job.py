@@ -281,8 +281,13 @@ def extract(
     data_dir=None,
     progress: bool = True,
     neo4j: dict[str, Any] | None = None,
+    graph_db: str | None = None,
+    graph_db_user: str | None = None,
 ) -> ExtractReport:
-    """Build (or resume) a graph from ``input_path`` into ``out_dir``; see the module doc."""
+    """Build (or resume) a graph from ``input_path`` into ``out_dir``; see the module doc.
+
+    ``graph_db``: also load the graph into FalkorDB or Neo4j (a URI, see ``kgopt.graph.load``).
+    """
     if workers < 1:
         raise ConfigError("workers must be >= 1")
     started = time.monotonic()
@@ -319,10 +324,12 @@ def extract(
     report.graph = {"nodes": len(graph.nodes), "triples": len(graph.edges)}
     report.exports = {k: str(v) for k, v in write_exports(graph, out).items()}
     report.exports[VIEW] = str(write_view(graph, out / VIEW, texts))
-    if neo4j:
-        from kgopt.graph.neo4j_load import load_into_neo4j
+    if neo4j:  # the older spelling of graph_db for Neo4j: {"uri", "user"?, "password"?}
+        graph_db, graph_db_user = neo4j["uri"], neo4j.get("user")
+    if graph_db:
+        from kgopt.graph.load import load_graph
 
-        load_into_neo4j(graph, **neo4j)
+        load_graph(graph, graph_db, user=graph_db_user, password=(neo4j or {}).get("password"))
     report.seconds = round(time.monotonic() - started, 3)
     _write_report(out, report)
     return report
