@@ -59,10 +59,9 @@ class Extractor:
 
     @property
     def connection(self):
-        if self._connection is None:
-            from kgopt.clients.lm import default_connection
+        from kgopt.clients.lm import as_connection
 
-            self._connection = default_connection()
+        self._connection = as_connection(self._connection)
         return self._connection
 
     def schema_for(self, schema: Any = None, source: str | None = None) -> Schema:

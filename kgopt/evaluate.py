@@ -20,7 +20,7 @@ import dspy
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.clients.lm import Connection
+from kgopt.clients.lm import Connection, UsageSpan
 from kgopt.core.parsing import ERROR
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.data.jsonio import dumps, iter_json, write_jsonl
@@ -81,6 +81,7 @@ def run_program(
 ) -> list[list[dict[str, Any]]]:
     """Run ``program`` on every example with ``threads`` workers; lines per example, in order."""
     program.set_lm(connection.lm)
+    spent = UsageSpan(connection.lm.usage)  # this run's calls, for the bar
     results: list[list[dict[str, Any]] | None] = [None] * len(examples)
     partial = open(partial_path, "a", encoding="utf-8") if partial_path else None
 
@@ -105,7 +106,7 @@ def run_program(
                 if partial:
                     partial.write("".join(dumps(l) + "\n" for l in lines))
                     partial.flush()
-                u = connection.lm.usage.snapshot()
+                u = spent.counts()
                 bar.set_postfix(calls=u["calls"], cached=u["cache_hits"], tokens=u["total_tokens"], refresh=False)
                 bar.update(1)
     except BaseException:
@@ -133,10 +134,9 @@ def evaluate(
 ) -> Evaluation:
     """Score a program (the zero-shot baseline by default) on one split; see module doc."""
     started = time.monotonic()
-    if connection is None:
-        from kgopt.clients.lm import default_connection
+    from kgopt.clients.lm import as_connection
 
-        connection = default_connection()
+    connection = as_connection(connection)
     if program is None:
         program = IEProgram(task, lang)
     elif not isinstance(program, IEProgram):
@@ -149,16 +149,15 @@ def evaluate(
     partial = out_dir / "predictions.partial.jsonl"
     partial.unlink(missing_ok=True)
     logger.info("evaluating {} {} on {} {} records ({})", program.task, lang, len(examples), split, source or "all sources")
-    before = connection.lm.usage.snapshot()
-    per_example = run_program(program, examples, connection, threads, partial, desc=f"{program.task}/{lang} {split}")
+    with connection.lm.usage.track() as spent:
+        per_example = run_program(program, examples, connection, threads, partial, desc=f"{program.task}/{lang} {split}")
     lines = [l for ls in per_example for l in ls]
     pred_path = out_dir / "predictions.jsonl"
     write_jsonl(pred_path, lines)
     partial.unlink(missing_ok=True)
     groups = group_lines(enumerate(lines, 1), str(pred_path))
     report = score_groups(program.task, groups, ccks=program.task == "KG")
-    after = connection.lm.usage.snapshot()
-    usage = {k: after[k] - before[k] for k in after}
+    usage = spent.counts()
     failed = sum(1 for l in lines if l["status"] == ERROR)
     ev = Evaluation(report, out_dir, pred_path, usage, failed, time.monotonic() - started)
     (out_dir / "scores.json").write_text(dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")

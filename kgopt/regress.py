@@ -76,8 +76,7 @@ def regress(paths=None, connection=None, tolerance: float = 2.0, data_dir=None, 
     files = compiled_programs(paths, compiled_dir)
     if not files:
         raise ArtifactError(f"no compiled programs found in {compiled_dir}")
-    if connection is None:
-        from kgopt.clients.lm import default_connection
+    from kgopt.clients.lm import as_connection
 
-        connection = default_connection()
+    connection = as_connection(connection)
     return [regress_one(p, connection, tolerance, data_dir, threads) for p in files]

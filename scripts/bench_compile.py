@@ -47,12 +47,13 @@ def run_case(case: str, conn, args) -> dict:
         task, lang, conn, source=source, trials=args.trials, dev_limit=int(dev_limit), train_limit=args.train_limit, max_demos=args.max_demos
     )
     m = res.manifest
-    started, before = time.monotonic(), conn.lm.usage.snapshot()
+    started = time.monotonic()
     out = Path("runs/bench-compile")
     kw = dict(split="test", limit=int(test_limit), source=source)
-    base = evaluate(task, lang, conn, program=IEProgram(task, lang), out_dir=out / f"{task}_{lang}_zero-shot", **kw)
-    comp = evaluate(task, lang, conn, program=res.path, out_dir=out / f"{task}_{lang}_compiled", **kw)
-    after = conn.lm.usage.snapshot()
+    with conn.lm.usage.track() as spent:
+        base = evaluate(task, lang, conn, program=IEProgram(task, lang), out_dir=out / f"{task}_{lang}_zero-shot", **kw)
+        comp = evaluate(task, lang, conn, program=res.path, out_dir=out / f"{task}_{lang}_compiled", **kw)
+    test_usage = spent.counts()
     study = optuna.load_study(study_name=res.study_name, storage=res.storage)
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     row = {
@@ -64,7 +65,7 @@ def run_case(case: str, conn, args) -> dict:
         "study_trials": len(done), "study_calls": sum(t.user_attrs.get("llm_calls", 0) for t in done),
         "study_tokens": sum(t.user_attrs.get("llm_tokens", 0) for t in done),
         "study_seconds": round(sum(t.user_attrs.get("seconds", 0) for t in done)),
-        "test_calls": after["calls"] - before["calls"], "test_tokens": after["total_tokens"] - before["total_tokens"],
+        "test_calls": test_usage["calls"], "test_tokens": test_usage["total_tokens"],
         "test_seconds": round(time.monotonic() - started), "model": conn.model,
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

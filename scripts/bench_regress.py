@@ -31,13 +31,14 @@ def main() -> None:
     print("|---|---:|---:|---:|---|---:|---:|---:|")
     failed = 0
     for path in compiled_programs(args.programs or None):
-        started, before = time.monotonic(), conn.lm.usage.snapshot()
-        r = regress_one(path, conn, args.tolerance)
-        after = conn.lm.usage.snapshot()
+        started = time.monotonic()
+        with conn.lm.usage.track() as spent:
+            r = regress_one(path, conn, args.tolerance)
+        used = spent.counts()
         failed += not r.passed
         print(
             f"| {path.name} | {r.scores['instances']} | {r.expected:.2f} | {r.got:.2f} | {'ok' if r.passed else 'FAIL'} "
-            f"| {after['calls'] - before['calls']} | {after['total_tokens'] - before['total_tokens']} | {time.monotonic() - started:.0f} |",
+            f"| {used['calls']} | {used['total_tokens']} | {time.monotonic() - started:.0f} |",
             flush=True,
         )
     sys.exit(1 if failed else 0)

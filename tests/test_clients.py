@@ -174,3 +174,33 @@ def test_a_rejected_request_is_not_retried_but_a_server_fault_is():
         with pytest.raises(openai.InternalServerError):
             EndpointLM(srv.url, "m", max_retries=2, backoff=0.01)(messages=[{"role": "user", "content": "x"}])
         assert len(srv.requests) == 3  # a plain 500 is a fault worth retrying
+
+
+def test_usage_track_counts_only_its_block_and_freezes_at_the_end():
+    from kgopt.clients.lm import Usage
+
+    usage = Usage()
+    usage.add(calls=5, prompt_tokens=100)
+    with usage.track() as span:
+        usage.add(calls=2, prompt_tokens=10, completion_tokens=5)
+        assert span.counts()["calls"] == 2  # live, for progress bars
+    usage.add(calls=7)
+    assert span.counts() == {"calls": 2, "cache_hits": 0, "failures": 0, "retries": 0, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    try:
+        with usage.track() as failed:
+            usage.add(failures=1)
+            raise RuntimeError("stopped")
+    except RuntimeError:
+        pass
+    assert failed.counts()["failures"] == 1
+
+
+def test_as_connection_takes_a_connection_a_factory_or_nothing(monkeypatch):
+    import kgopt.clients.lm as lm_module
+
+    made = []
+    conn = lm_module.Connection(lm=None, config=None, identity="x", embedded=False)
+    assert lm_module.as_connection(conn) is conn
+    assert lm_module.as_connection(lambda: made.append(1) or conn) is conn and made == [1]
+    monkeypatch.setattr(lm_module, "default_connection", lambda: conn)
+    assert lm_module.as_connection(None) is conn

@@ -186,13 +186,12 @@ def augment(
         spec = get_task("EE")  # EET and EEA train on EE's records
     out_root = Path(out_dir) if out_dir else default_data_dir() / "augmented"
     units = _units(spec, lang, source, data_dir, out_root)  # reads (and checks) the data before any call
-    if connection is None:
-        from kgopt.clients.lm import default_connection
+    from kgopt.clients.lm import UsageSpan, as_connection
 
-        connection = default_connection()
+    connection = as_connection(connection)
     lm = connection.lm
     report = AugmentReport(spec.name, lang, connection.model, seed)
-    before = lm.usage.snapshot()
+    spent = UsageSpan(lm.usage)
     rng = random.Random(seed)
     fmt = _FORMAT["relation_typed" if spec.dataset == "instructie" else spec.label_key]
     jobs = []
@@ -270,8 +269,7 @@ def augment(
                     shutil.copyfile(unit.schema_src, unit.schema_dst)
                 if str(unit.out_file) not in report.files:
                     report.files.append(str(unit.out_file))
-        after = lm.usage.snapshot()
-        report.llm = {k: after[k] - before[k] for k in after}
+        report.llm = spent.counts()
         if report.asked:
             rep_dir = out_root / "reports"
             rep_dir.mkdir(parents=True, exist_ok=True)

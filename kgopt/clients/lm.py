@@ -20,9 +20,10 @@ import sqlite3
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import dspy
 import openai
@@ -98,6 +99,32 @@ class Usage:
             d = {k: getattr(self, k) for k in names}
         d["total_tokens"] = d["prompt_tokens"] + d["completion_tokens"]
         return d
+
+    @contextmanager
+    def track(self) -> Iterator["UsageSpan"]:
+        """The usage of one block of work: ``with lm.usage.track() as span:``; ``span.counts()``
+        while it runs (progress bars), the same frozen when the block ends, even by an error."""
+        span = UsageSpan(self)
+        try:
+            yield span
+        finally:
+            span.close()
+
+
+class UsageSpan:
+    """Counts since a ``Usage.track()`` block began (see there)."""
+
+    def __init__(self, usage: Usage):
+        self._usage, self._start, self._final = usage, usage.snapshot(), None
+
+    def counts(self) -> dict[str, int]:
+        if self._final is not None:
+            return dict(self._final)
+        now = self._usage.snapshot()
+        return {k: now[k] - self._start[k] for k in now}
+
+    def close(self) -> None:
+        self._final = self.counts()
 
 
 class BadResponse(EndpointError):
@@ -349,6 +376,16 @@ def default_connection(**kwargs) -> Connection:
     from kgopt.clients.config import resolve_endpoint
 
     return connect(resolve_endpoint(), **kwargs)
+
+
+def as_connection(connection: "Connection | Callable[[], Connection] | None") -> Connection:
+    """What every API function accepts as ``connection``: a Connection, a function returning one
+    (called only now, e.g. after the input was checked), or None for the configured endpoint."""
+    if connection is None:
+        return default_connection()
+    if callable(connection) and not isinstance(connection, Connection):
+        return connection()
+    return connection
 
 
 def complete_text(lm: Any, messages: list[dict], **kwargs: Any) -> str:

@@ -23,7 +23,7 @@ import optuna
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.clients.lm import Connection
+from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.compiler import manifest as mf
 from kgopt.compiler.interrupts import TrialShield
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
@@ -152,10 +152,10 @@ class Compiler:
             raise optuna.TrialPruned(f"same configuration as trial {twin.number}")
         trial.set_user_attr("instruction_text", self.instructions[cfg.instruction])
         trial.set_user_attr("worker", WORKER)
-        started, before = time.monotonic(), self.lm.usage.snapshot()
+        started, spent = time.monotonic(), UsageSpan(self.lm.usage)
         try:
             program = self.build(cfg, self.seed + trial.number)
-            after_compile = self.lm.usage.snapshot()
+            compile_calls = spent.counts()["calls"]
             trial.set_user_attr("demos_in_pool", len(program.extract.demos))
             report = self.evaluate(program, trial, desc=f"trial {trial.number} dev")
         except BudgetExceeded as exc:
@@ -169,19 +169,18 @@ class Compiler:
             trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:500]}")
             raise
         finally:
-            self._record_usage(trial, before, started)
-        trial.set_user_attr("compile_calls", after_compile["calls"] - before["calls"])
+            self._record_usage(trial, spent.counts(), started)
+        trial.set_user_attr("compile_calls", compile_calls)
         trial.set_user_attr("dev_f1_by_source", f1_by_source(report))
         trial.set_user_attr("dev_errors", report.total.errors)
         self.trials_dir.mkdir(parents=True, exist_ok=True)
         program.save_artifact(self.trials_dir / f"trial-{trial.number}.json", {"trial": trial.number, "params": trial.params})
         return report.total.headline_f1()
 
-    def _record_usage(self, trial: optuna.Trial, before: dict[str, int], started: float) -> None:
-        now = self.lm.usage.snapshot()
-        trial.set_user_attr("llm_calls", now["calls"] - before["calls"])
-        trial.set_user_attr("llm_tokens", now["total_tokens"] - before["total_tokens"])
-        trial.set_user_attr("cache_hits", now["cache_hits"] - before["cache_hits"])
+    def _record_usage(self, trial: optuna.Trial, used: dict[str, int], started: float) -> None:
+        trial.set_user_attr("llm_calls", used["calls"])
+        trial.set_user_attr("llm_tokens", used["total_tokens"])
+        trial.set_user_attr("cache_hits", used["cache_hits"])
         trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
 
 
@@ -261,14 +260,11 @@ def compile_program(
         raise DataError(f"no {spec.name}/{lang} dev records to select on")
     logger.info("{} {}: {} train + {} augmented records, {} dev records", spec.name, lang, len(train), len(aug), len(dev))
 
-    if connection is None:
-        from kgopt.clients.lm import default_connection
-
-        connection = default_connection()
+    connection = as_connection(connection)
     lm = connection.lm
     if max_calls is not None:
         lm.max_calls = lm.requests_sent + max_calls
-    start_usage = lm.usage.snapshot()
+    spent = UsageSpan(lm.usage)  # this run's calls (a resumed study's earlier runs are in its trials)
 
     url = storage or default_storage(compiled_dir)
     name = study_name or f"{spec.name}_{lang}"
@@ -283,19 +279,13 @@ def compile_program(
     try:
         _set_up(study, created, comp, train, dev, instruction_proposals)
         _score_baseline(study, comp)
-        _run_trials(study, comp, trials, url, start_usage)
+        _run_trials(study, comp, trials, url, spent)
         if comp.budget_spent:
             logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", max_calls)
-        return _write_best(study, comp, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, start_usage)
+        return _write_best(study, comp, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, spent)
     finally:
-        u = lm.usage.snapshot()
-        logger.info(
-            "LLM use: {} calls, {} tokens, {} from cache, {} failed",
-            u["calls"] - start_usage["calls"],
-            u["total_tokens"] - start_usage["total_tokens"],
-            u["cache_hits"] - start_usage["cache_hits"],
-            u["failures"] - start_usage["failures"],
-        )
+        u = spent.counts()
+        logger.info("LLM use: {} calls, {} tokens, {} from cache, {} failed", u["calls"], u["total_tokens"], u["cache_hits"], u["failures"])
 
 
 SETUP_WAIT_SECONDS = 120  # how long a joining worker waits for the creator to set the study up
@@ -357,14 +347,13 @@ def _score_baseline(study: optuna.Study, comp: Compiler) -> None:
         study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors})
 
 
-def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, start_usage: dict[str, int]) -> None:
+def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, spent: UsageSpan) -> None:
     """Run trials until the study (all workers together) has ``trials`` finished ones.
 
     One trial at a time: before each, trials of dead workers are failed (heartbeat; a failed
     one is enqueued again) and the trials other workers are running count as taken. When the
     rest are running elsewhere, wait for them, so every worker writes the same best program.
     """
-    lm = comp.lm
     remaining = trials - len(_done(study))
     if remaining <= 0:
         logger.info("study {} already has {} finished trials; writing its best program", study.study_name, len(_done(study)))
@@ -373,9 +362,9 @@ def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, star
     with tqdm(total=remaining, desc=f"compile {comp.spec.name}/{comp.lang}", unit="trial", dynamic_ncols=True) as bar:
 
         def progress(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
-            u = lm.usage.snapshot()
+            u = spent.counts()
             best = max((t.value for t in _done(st) if t.value is not None and t.state.name == "COMPLETE"), default=None)
-            bar.set_postfix(best_f1=best, calls=u["calls"] - start_usage["calls"], tokens=u["total_tokens"] - start_usage["total_tokens"], refresh=False)
+            bar.set_postfix(best_f1=best, calls=u["calls"], tokens=u["total_tokens"], refresh=False)
             bar.update(1)
 
         started = 0  # a run starts at most `remaining` trials, failed ones included (they are not retried here)
@@ -404,7 +393,7 @@ def _study_splits(study: optuna.Study, spec) -> tuple[int, ...]:
     return tuple(study.user_attrs["split_choices"])
 
 
-def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, start_usage) -> CompileResult:
+def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, spent: UsageSpan) -> CompileResult:
     spec, lang = comp.spec, comp.lang
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
     baseline = study.user_attrs["baseline_dev"]
@@ -429,7 +418,7 @@ def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir,
         program = IEProgram(spec.name, lang)
         dev_f1, dev_by_source = baseline["f1"], baseline["by_source"]
     root = Path(data_dir) if data_dir else default_data_dir()
-    u = comp.lm.usage.snapshot()
+    used = spent.counts()
     manifest = {
         "kind": "compiled",
         "task": spec.name,
@@ -460,7 +449,7 @@ def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir,
             "train_limit_per_source": train_limit,
         },
         "schemas": mf.schemas_of(dev + train),
-        "llm": {k: u[k] - start_usage[k] for k in u},
+        "llm": used,
         "versions": mf.versions(),
         "created": mf.now(),
     }

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from loguru import logger
 from tqdm import tqdm
 
+from kgopt.clients.lm import UsageSpan
 from kgopt.core.chunking import chunk_spans
 from kgopt.core.parsing import EMPTY, ERROR, INVALID
 from kgopt.core.schema import Schema, merge_schemas
@@ -302,21 +303,17 @@ def extract(
 
     with ResultLog(out / "results.jsonl") as log:
         # Connect only now: bad input must not cost an embedded-model start.
-        if connection is None:
-            from kgopt.clients.lm import default_connection
+        from kgopt.clients.lm import as_connection
 
-            connection = default_connection()
-        elif callable(connection):
-            connection = connection()
+        connection = as_connection(connection)
         lm = connection.lm
         for tp in plan:
             tp.program.set_lm(lm)
-        before = lm.usage.snapshot()
+        spent = UsageSpan(lm.usage)
         try:
             _execute(input_path, plan, chunk_chars, log, report, lm, workers, max_failures, progress)
         finally:
-            after = lm.usage.snapshot()
-            report.usage = {k: after[k] - before.get(k, 0) for k in after}
+            report.usage = spent.counts()
             report.seconds = round(time.monotonic() - started, 3)
             if report.aborted:
                 _write_report(out, report)
@@ -346,7 +343,7 @@ def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractRepor
     bar = tqdm(total=report.units, desc="extract", unit="call", dynamic_ncols=True, disable=not progress)
     pending: dict[Future, Unit] = {}
     failures = 0
-    tokens0 = lm.usage.snapshot()["total_tokens"]
+    spent = UsageSpan(lm.usage)
 
     def finish_doc(i: int) -> None:
         nonlocal docs_done
@@ -374,7 +371,7 @@ def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractRepor
                 report.ok += 1
             finish_doc(unit.doc_index)
             bar.update(1)
-        bar.set_postfix(docs=f"{docs_done}/{docs_total}", tokens=lm.usage.snapshot()["total_tokens"] - tokens0, failed=failures, refresh=False)
+        bar.set_postfix(docs=f"{docs_done}/{docs_total}", tokens=spent.counts()["total_tokens"], failed=failures, refresh=False)
         if max_failures is not None and failures > max_failures:
             raise ExtractAborted(f"{failures} failed calls, more than --max-failures {max_failures}")
 
