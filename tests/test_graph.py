@@ -107,6 +107,23 @@ def test_entities_merge_by_normalised_name_and_type():
     assert g.nodes[birth.head].type == "人物"
 
 
+def test_an_untyped_mention_of_an_ambiguous_name_joins_the_entity_typed_in_its_document():
+    """OneKE answers type only the head: "Paris" the city (doc a) and "Paris" the person (doc b)
+    are two entities; an untyped "Paris" tail in doc b is the person, not a third node."""
+    kg = lambda doc, h, ht, r, tl: ({"doc": doc, "chunk": 0, "task": "KG", "program": "p"},  # noqa: E731
+                                    {"triples": [{"head": h, "head_type": ht, "relation": r, "tail": tl, "tail_type": ""}]})
+    g = build_graph([
+        kg("a", "Paris", "Geographic_Location", "located in", "France"),
+        kg("b", "Paris", "Person", "live in", "Troy"),
+        kg("b", "Helen", "Person", "spouse", "Paris"),
+        kg("c", "Priam", "Person", "father of", "Paris"),  # no typed Paris in doc c: left untyped
+    ])
+    nodes = sorted((n.name, n.type) for n in g.nodes.values() if n.name == "Paris")
+    assert nodes == [("Paris", ""), ("Paris", "Geographic_Location"), ("Paris", "Person")]
+    spouse = next(e for e in g.edges if e.relation == "spouse")
+    assert g.nodes[spouse.tail].type == "Person"
+
+
 def test_normalise():
     assert normalise("  《红楼梦》 ") == normalise("红楼梦") == "红楼梦"
     assert normalise("ＡＢＣ\u3000Corp") == "abc corp"

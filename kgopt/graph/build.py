@@ -5,9 +5,10 @@ Two steps:
    with character offsets in the document: typed triples, and bare entities.
 2. ``GraphBuilder`` merges mentions from many documents. An entity is its normalised name
    plus its type (the surface forms it was seen under are kept as aliases); a mention
-   without a type (RE heads/tails, event arguments) joins the typed entity of the same
-   name when exactly one exists. Duplicate triples collapse into one edge with a count
-   and the provenance of every chunk that produced it.
+   without a type (RE heads/tails, event arguments, OneKE KG tails) joins the typed entity
+   of the same name when exactly one exists, or else the one typed in its own document.
+   Duplicate triples collapse into one edge with a count and the provenance of every chunk
+   that produced it.
 
 Everything is ordered by the input's order, never by completion order, so the graph of a
 run does not depend on how many workers ran it or where it was interrupted.
@@ -154,14 +155,24 @@ class GraphBuilder:
 
     def build(self) -> Graph:
         typed: dict[str, list[str]] = {}
-        for key, type_, _, _ in self._entities:
-            if type_ and type_ not in typed.setdefault(key, []):
-                typed[key].append(type_)
+        typed_in_doc: dict[tuple[str, Any], list[str]] = {}
+        for key, type_, _, where in self._entities:
+            if type_:
+                for seen in (typed.setdefault(key, []), typed_in_doc.setdefault((key, where.get("doc")), [])):
+                    if type_ not in seen:
+                        seen.append(type_)
 
         def resolved(i: int) -> tuple[str, str]:
-            key, type_, _, _ = self._entities[i]
-            if not type_ and len(typed.get(key, ())) == 1:
-                type_ = typed[key][0]
+            """An untyped mention takes the type of the one typed entity of its name; when the
+            name has several, the one typed in the same document (OneKE answers type only the
+            head: "Paris" the city and "Paris" the person are told apart by their documents)."""
+            key, type_, _, where = self._entities[i]
+            if not type_:
+                candidates = typed.get(key, ())
+                if len(candidates) > 1:
+                    candidates = typed_in_doc.get((key, where.get("doc")), ())
+                if len(candidates) == 1:
+                    type_ = candidates[0]
             return key, type_
 
         surfaces: dict[tuple[str, str], Counter] = {}
