@@ -31,14 +31,6 @@ def find_program(task: str, lang: str, compiled_dir: str | os.PathLike | None = 
     raise ArtifactError(f"no compiled program {name} in {' or '.join(str(d) for d in dirs)}; run `kgopt compile --task {task} --lang {lang}`")
 
 
-def _as_schema(value: Any) -> Schema:
-    if isinstance(value, Schema):
-        return value
-    if isinstance(value, dict):
-        return Schema.make(value.get("types", ()), value.get("roles", ()), value.get("type_roles", {}), value.get("signatures", ()))
-    raise ConfigError(f"schema must be a kgopt Schema or a dict with types/roles/type_roles, got {type(value).__name__}")
-
-
 class Extractor:
     """A loaded program bound to an endpoint. Call it on a text; ``batch`` for many."""
 
@@ -47,7 +39,7 @@ class Extractor:
         self.manifest = manifest
         self.path = path
         self._connection = connection
-        self.schemas = {k: _as_schema(v) for k, v in (manifest.get("schemas") or {}).items()}
+        self.schemas = {k: Schema.coerce(v) for k, v in (manifest.get("schemas") or {}).items()}
 
     @property
     def task(self) -> str:
@@ -67,7 +59,7 @@ class Extractor:
     def schema_for(self, schema: Any = None, source: str | None = None) -> Schema:
         """The schema to ask with: given, or the manifest's (one source/topic, or their union)."""
         if schema is not None:
-            return _as_schema(schema)
+            return Schema.coerce(schema)
         if source is not None:
             if source not in self.schemas:
                 raise ConfigError(f"{self.path or 'program'}: no schema for {source!r}; known: {', '.join(self.schemas) or 'none'}")

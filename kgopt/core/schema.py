@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kgopt.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Schema:
@@ -32,6 +34,15 @@ class Schema:
             type_roles={k: tuple(v) for k, v in (type_roles or {}).items()},
             signatures=tuple(signatures),
         )
+
+    @classmethod
+    def coerce(cls, value: Any) -> "Schema":
+        """A Schema, or one from a manifest's dict form ``{types, roles, type_roles, signatures}``."""
+        if isinstance(value, Schema):
+            return value
+        if isinstance(value, dict):
+            return cls.make(value.get("types", ()), value.get("roles", ()), value.get("type_roles", {}), value.get("signatures", ()))
+        raise ConfigError(f"schema must be a kgopt Schema or a dict with types/roles/type_roles, got {type(value).__name__}")
 
 
 def merge_schemas(schemas) -> Schema:

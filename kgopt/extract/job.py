@@ -108,11 +108,10 @@ def _default_program(task: str, lang: str) -> Path:
 
 def _iepile_schema(task: str, lang: str, manifest: dict, data_dir) -> Schema:
     """The union of the manifest's schemas, else of the data's source schemas."""
-    from kgopt.api import _as_schema
     from kgopt.data.readers import TASK_FOLDER, iepile_root, list_sources, read_iepile_schema
 
     if manifest.get("schemas"):
-        return merge_schemas(_as_schema(v) for v in manifest["schemas"].values())
+        return merge_schemas(Schema.coerce(v) for v in manifest["schemas"].values())
     root = iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[task]
     schema = merge_schemas(read_iepile_schema(root / src / "schema.json") for src in list_sources(task, lang, data_dir))
     if not (schema.types or schema.roles):
