@@ -121,3 +121,21 @@ def test_graph_view_serves_on_loopback_and_names_a_missing_page(extraction, tmp_
         from kgopt.graph.view import view_path
 
         view_path(tmp_path)
+
+
+def test_cli_extract_on_the_bundled_sample_writes_a_view_the_browser_draws(browser, tmp_path):
+    """The fresh-clone path: `kgopt extract` on dataset/documents/sample_zh.jsonl writes graph.html."""
+    import os
+
+    from kgopt.testing.fake_endpoint import FakeEndpoint
+    from tests.conftest import BUNDLED
+
+    out = tmp_path / "kg-out"
+    with FakeEndpoint() as ep:
+        env = {**os.environ, "KGOPT_API_BASE": ep.url, "KGOPT_MODEL": "fake"}
+        res = subprocess.run([sys.executable, "-m", "kgopt", "extract", "--lang", "zh", "--input", str(BUNDLED / "documents" / "sample_zh.jsonl"),
+                              "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    st = _status(_dom(browser, (out / VIEW).as_uri()))
+    assert st["drawn-nodes"] == len(_rows(out / "nodes.csv")) > 0
+    assert st["drawn-edges"] == len(_rows(out / "edges.csv")) > 0
