@@ -12,8 +12,7 @@ from pathlib import Path
 
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
-
-from tests.fakeserver import chat_response
+from kgopt.testing.fake_endpoint import chat_response
 
 
 class Oracle:

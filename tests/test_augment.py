@@ -10,7 +10,7 @@ from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples, read_unified
-from tests.fakeserver import FakeServer, chat_response
+from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
 
 LANG, SOURCE = "zh", "DuIE2.0"
 
@@ -55,7 +55,7 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
             _sample("李雷出生于北京。", "李雷", first_rel, "上海"),  # span not in text
         ]
     }
-    with FakeServer(lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+    with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         rep = augment("RE", LANG, conn, source=SOURCE, per_label=5, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
         req = server.requests[0]
@@ -73,7 +73,7 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
     assert (out.parent / "schema.json").read_bytes() == (shared_data / "iepile" / "IE-zh" / "RE" / SOURCE / "schema.json").read_bytes()
     assert json.loads((tmp_path / "reports" / f"RE_zh_{SOURCE}_seed0.json").read_text())["accepted"] == 1
     # A second run adds nothing new (its only good sample is a duplicate now) and loses nothing.
-    with FakeServer(lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+    with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         rep2 = augment("RE", LANG, conn, source=SOURCE, per_label=5, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
     assert rep2.accepted == 0 and rep2.rejected["duplicate"] == 2
@@ -84,7 +84,7 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
 
 
 def test_unparsable_reply_is_counted_not_fatal(shared_data, tmp_path):
-    with FakeServer(lambda req: (200, chat_response("Sure! Here are some sentences: ..."))) as server:
+    with FakeEndpoint(respond=lambda req: (200, chat_response("Sure! Here are some sentences: ..."))) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         rep = augment("NER", "en", conn, source="CrossNER_AI", per_label=3, data_dir=shared_data, out_dir=tmp_path, max_labels=2)
     d = rep.to_json()
@@ -100,7 +100,7 @@ def test_instructie_topics(shared_data, tmp_path):
     rel = next(r for r in in_topic[0].schema.roles if r in used)  # the first label augment asks about
     s = {"text": "Maria Lopez works for Acme Robotics in Denver .", "relation": [
         {"head": "Maria Lopez", "head_type": "person", "relation": rel, "tail": "Acme Robotics", "tail_type": "organization"}]}
-    with FakeServer(lambda req: (200, chat_response(json.dumps({"samples": [s]})))) as server:
+    with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps({"samples": [s]})))) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         rep = augment("KG", "en", conn, source=topic, per_label=1, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
     assert (rep.asked, rep.received, rep.accepted) == (1, 1, 1)

@@ -9,8 +9,7 @@ import pytest
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import EndpointLM, ResponseCache, connect
 from kgopt.errors import ConfigError
-
-from .fakeserver import FakeServer, chat_response
+from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
 
 
 def test_precedence_flags_env_toml(tmp_path, monkeypatch):
@@ -52,7 +51,7 @@ def test_bad_toml_names_the_file(tmp_path):
 
 
 def test_sends_max_tokens_and_parses(tmp_path):
-    with FakeServer(lambda req: (200, chat_response('{"person": []}'))) as srv:
+    with FakeEndpoint(respond=lambda req: (200, chat_response('{"person": []}'))) as srv:
         lm = EndpointLM(srv.url, "novel", api_key="sk-secret", max_tokens=77, cache=None)
         out = lm(messages=[{"role": "user", "content": "hi"}])
         assert out == ['{"person": []}']
@@ -66,14 +65,14 @@ def test_sends_max_tokens_and_parses(tmp_path):
 
 def test_retries_429_and_5xx_then_succeeds():
     answers = [(429, {"error": "slow down"}), (500, {"error": "boom"}), (503, "bad gateway"), (200, chat_response("{}"))]
-    with FakeServer(lambda req: answers.pop(0)) as srv:
+    with FakeEndpoint(respond=lambda req: answers.pop(0)) as srv:
         lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01, max_retries=4)
         assert lm(messages=[{"role": "user", "content": "x"}]) == ["{}"]
         assert lm.usage.snapshot()["retries"] == 3 and len(srv.requests) == 4
 
 
 def test_gives_up_after_max_retries_and_counts_failure():
-    with FakeServer(lambda req: (500, {"error": "down"})) as srv:
+    with FakeEndpoint(respond=lambda req: (500, {"error": "down"})) as srv:
         lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01, max_retries=2)
         with pytest.raises(Exception):
             lm(messages=[{"role": "user", "content": "x"}])
@@ -81,7 +80,7 @@ def test_gives_up_after_max_retries_and_counts_failure():
 
 
 def test_400_is_not_retried():
-    with FakeServer(lambda req: (400, {"error": "bad request"})) as srv:
+    with FakeEndpoint(respond=lambda req: (400, {"error": "bad request"})) as srv:
         lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01)
         with pytest.raises(Exception):
             lm(messages=[{"role": "user", "content": "x"}])
@@ -90,7 +89,7 @@ def test_400_is_not_retried():
 
 def test_cache_is_per_endpoint(tmp_path):
     cache = ResponseCache(tmp_path / "r.sqlite")
-    with FakeServer(lambda req: (200, chat_response("A"))) as a, FakeServer(lambda req: (200, chat_response("B"))) as b:
+    with FakeEndpoint(respond=lambda req: (200, chat_response("A"))) as a, FakeEndpoint(respond=lambda req: (200, chat_response("B"))) as b:
         msgs = [{"role": "user", "content": "same question"}]
         lm_a = EndpointLM(a.url, "same-model", cache=cache)
         lm_b = EndpointLM(b.url, "same-model", cache=cache)
@@ -103,7 +102,7 @@ def test_cache_is_per_endpoint(tmp_path):
 
 
 def test_connect_uses_configured_endpoint(monkeypatch):
-    with FakeServer(lambda req: (200, chat_response("{}"))) as srv:
+    with FakeEndpoint(respond=lambda req: (200, chat_response("{}"))) as srv:
         monkeypatch.setenv("KGOPT_API_BASE", srv.url)
         monkeypatch.setenv("KGOPT_MODEL", "novel")
         conn = connect(resolve_endpoint(), cache=False)
@@ -128,7 +127,7 @@ def _llama_cpp_like(req):
 def test_auto_dialect_switches_once_after_a_rejected_schema_and_remembers_it():
     from kgopt.clients import lm as lm_module
 
-    with FakeServer(_llama_cpp_like) as srv:
+    with FakeEndpoint(respond=_llama_cpp_like) as srv:
         lm_module._learned_dialects.pop(srv.url, None)
         lm = EndpointLM(srv.url, "m", max_retries=4, backoff=0.01)
         assert lm.json_dialect == "auto" and lm.dialect == "openai"
@@ -166,11 +165,11 @@ def test_a_rejected_request_is_not_retried_but_a_server_fault_is():
         calls["n"] += 1
         return 400, {"error": {"message": "max_tokens is too large"}}
 
-    with FakeServer(bad_request) as srv:
+    with FakeEndpoint(respond=bad_request) as srv:
         with pytest.raises(openai.BadRequestError):
             EndpointLM(srv.url, "m", max_retries=4, backoff=0.01)(messages=[{"role": "user", "content": "x"}])
     assert calls["n"] == 1
-    with FakeServer(lambda req: (500, {"error": {"message": "CUDA out of memory"}})) as srv:
+    with FakeEndpoint(respond=lambda req: (500, {"error": {"message": "CUDA out of memory"}})) as srv:
         with pytest.raises(openai.InternalServerError):
             EndpointLM(srv.url, "m", max_retries=2, backoff=0.01)(messages=[{"role": "user", "content": "x"}])
         assert len(srv.requests) == 3  # a plain 500 is a fault worth retrying

@@ -14,7 +14,7 @@ from kgopt.compiler.space import TrialConfig, split_choices, starting_points
 from kgopt.core.tasks import get_task
 from kgopt.program import load_program
 from kgopt.regress import regress
-from tests.fakeserver import FakeServer
+from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -23,7 +23,7 @@ TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
 @pytest.fixture()
 def oracle(shared_data):
     o = Oracle(TASK, LANG, shared_data, SOURCE)
-    with FakeServer(o) as server:
+    with FakeEndpoint(respond=o) as server:
         o.server = server
         yield o
 
@@ -153,7 +153,7 @@ def test_cli_compile_interrupted_then_resumed(moment, shared_data, tmp_path):
 
     cmd = [sys.executable, "-m", "kgopt", "compile", "--task", TASK, "--lang", LANG, "--source", SOURCE, "--trials", "4",
            "--data-dir", str(shared_data), "--train-limit", "12", "--dev-limit", "3", "--instruction-proposals", "0", "--no-augmented"]
-    with FakeServer(slow) as server:
+    with FakeEndpoint(respond=slow) as server:
         env = {**os.environ, "KGOPT_API_BASE": server.url, "KGOPT_MODEL": "fake"}
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # Interrupt when the first trial has finished (Optuna logs it on stderr), or while
@@ -208,7 +208,7 @@ def test_a_failing_optimizer_is_recorded_on_its_trial(shared_data, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     o = Oracle(TASK, LANG, shared_data, SOURCE)
     o.structured = lambda msgs: "I cannot help with that."
-    with FakeServer(o) as server:
+    with FakeEndpoint(respond=o) as server:
         o.server = server
         res = _compile(o, shared_data, tmp_path, trials=1, optimizer="mipro")
     t = _study(tmp_path).trials[0]

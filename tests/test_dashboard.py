@@ -7,12 +7,12 @@ import sys
 import time
 import urllib.request
 
-
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
-from tests.fakeserver import FakeServer
+from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 def test_dashboard_shows_the_study_in_a_browser(browser, shared_data, tmp_path):
     o = Oracle("NER", "en", shared_data, "CrossNER_AI")
-    with FakeServer(o) as server:
+    with FakeEndpoint(respond=o) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         compile_program("NER", "en", conn, source="CrossNER_AI", trials=2, data_dir=shared_data, compiled_dir=tmp_path / "compiled",
                         train_limit=10, dev_limit=2, instruction_proposals=0, augmented=False)

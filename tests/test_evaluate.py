@@ -12,8 +12,7 @@ from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
 from kgopt.errors import ArtifactError
 from kgopt.program import IEProgram, load_program
-
-from .fakeserver import FakeServer, chat_response
+from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
 
@@ -37,7 +36,7 @@ def _oracle(task, lang, data_dir, split="test", limit=4, fail_on=None):
 
 @pytest.mark.parametrize("task,lang", [("NER", "en"), ("RE", "zh"), ("EE", "zh"), ("EEA", "en"), ("KG", "zh")])
 def test_evaluate_with_a_configured_endpoint(task, lang, shared_data, tmp_path, monkeypatch):
-    with FakeServer(_oracle(task, lang, shared_data)) as srv:
+    with FakeEndpoint(respond=_oracle(task, lang, shared_data)) as srv:
         monkeypatch.setenv("KGOPT_API_BASE", srv.url)
         monkeypatch.setenv("KGOPT_MODEL", "novel")
         program = ["--program", str(PROGRAMS / f"{task}_{lang}.json")] if task == "NER" else []
@@ -60,7 +59,7 @@ def test_evaluate_with_a_configured_endpoint(task, lang, shared_data, tmp_path, 
 def test_llm_failures_are_recorded_not_fatal(shared_data, tmp_path, monkeypatch):
     ex = load_examples("NER", "en", "test", data_dir=shared_data, source="CrossNER_AI", limit=4)
     victim = ex[1].record.text
-    with FakeServer(_oracle("NER", "en", shared_data, limit=4, fail_on=victim)) as srv:
+    with FakeEndpoint(respond=_oracle("NER", "en", shared_data, limit=4, fail_on=victim)) as srv:
         monkeypatch.setenv("KGOPT_API_BASE", srv.url)
         monkeypatch.setenv("KGOPT_MODEL", "novel")
         monkeypatch.setenv("KGOPT_MAX_RETRIES", "1")
@@ -147,7 +146,7 @@ def test_vs_zero_shot_scores_both_programs_on_the_same_records(shared_data, tmp_
         return gold(req) if "Custom instruction" in req["messages"][-1]["content"] else (200, chat_response("not JSON"))
 
     program = IEProgram("NER", "en", instruction="Custom instruction: extract the entities.").save_artifact(tmp_path / "p.json")
-    with FakeServer(handler) as srv:
+    with FakeEndpoint(respond=handler) as srv:
         monkeypatch.setenv("KGOPT_API_BASE", srv.url)
         monkeypatch.setenv("KGOPT_MODEL", "novel")
         args = ["evaluate", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--limit", "3",

@@ -26,7 +26,7 @@ from kgopt.compiler.storage import open_storage, redact_url, scrub
 from kgopt.core.tasks import get_task
 from kgopt.errors import ConfigError
 from kgopt.program import load_program
-from tests.fakeserver import FakeServer
+from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def slow_oracle(shared_data):
         time.sleep(0.05)
         return o(req)
 
-    with FakeServer(answer) as server:
+    with FakeEndpoint(respond=answer) as server:
         o.server = server
         yield o
 
@@ -132,7 +132,7 @@ def test_a_killed_worker_loses_only_its_trial(postgres_url, shared_data, tmp_pat
         return o(req)
 
     cmd = _compile_cmd(postgres_url, study_name, trials, shared_data)
-    with FakeServer(answer) as server:
+    with FakeEndpoint(respond=answer) as server:
         env = _env(server, tmp_path, KGOPT_STUDY_HEARTBEAT="1")
         victim = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         storage = open_storage(postgres_url)

@@ -77,6 +77,11 @@ def chat_completion(content: str, model: str = "fake", prompt_tokens: int = 100,
     }
 
 
+def chat_response(content: str, model: str = "fake") -> dict[str, Any]:
+    """A chat completion with small fixed token counts (tests add them up)."""
+    return chat_completion(content, model, prompt_tokens=10, completion_tokens=5)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
@@ -129,12 +134,25 @@ class _Serving:
 
 
 class FakeEndpoint(_Serving):
-    """``/v1/chat/completions`` answering ``answer(request)`` after ``delay`` seconds."""
+    """``/v1/chat/completions`` answering ``answer(request)`` after ``delay`` seconds.
 
-    def __init__(self, delay: float = 0.0, answer: Callable[[dict], str] = oneke_answer, port: int = 0):
+    ``respond(request) -> (status, body)`` (a dict or text) takes full control of the reply
+    instead, for tests of errors and dialects. Every request body and its headers are kept
+    in ``requests`` and ``headers``, in arrival order.
+    """
+
+    def __init__(
+        self,
+        delay: float = 0.0,
+        answer: Callable[[dict], str] = oneke_answer,
+        port: int = 0,
+        respond: Callable[[dict], tuple[int, Any]] | None = None,
+    ):
         self.delay = delay
         self.answer = answer
-        self.requests = 0
+        self.respond = respond
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         outer = self
 
@@ -142,10 +160,15 @@ class FakeEndpoint(_Serving):
             def do_POST(self):
                 req = json.loads(self._body())
                 with outer._lock:
-                    outer.requests += 1
+                    outer.requests.append(req)
+                    outer.headers.append(dict(self.headers))
                 if outer.delay:
                     time.sleep(outer.delay)
-                self._send(200, json.dumps(chat_completion(outer.answer(req), req.get("model", "fake"))).encode())
+                if outer.respond is None:
+                    self._send(200, json.dumps(chat_completion(outer.answer(req), req.get("model", "fake"))).encode())
+                    return
+                status, body = outer.respond(req)
+                self._send(status, body.encode() if isinstance(body, str) else json.dumps(body).encode())
 
         self.httpd = _Server(("127.0.0.1", port), H)
 
