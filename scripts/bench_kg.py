@@ -12,9 +12,15 @@ Qwen by default), with no response cache. Reported per run:
 - the CCKS2023 score per record (triple F1, Rouge-2, their mean), from each document's calls;
 - nodes, edges, mentions, merge statistics (see kgopt.graph.quality), and calls, tokens, seconds.
 
-Rows are printed as markdown and appended as JSON to runs/bench-kg/results.jsonl. Usage:
+Rows are printed as markdown and appended as JSON to runs/bench-kg/results.jsonl.
+
+--merge-only measures the merge alone, with no model: every bundled InstructIE record of the
+language (train, valid, test) answered by its gold triples in OneKE's shape (the head typed by
+the record's topic, the tail untyped, as OneKE answers), merged into one graph, and judged
+against the gold entities (split / joined names, see kgopt.graph.quality). Usage:
 
     .venv/bin/python scripts/bench_kg.py --limit 10 [--langs zh,en]
+    .venv/bin/python scripts/bench_kg.py --merge-only
 """
 
 import argparse
@@ -31,6 +37,7 @@ from kgopt.clients.lm import connect
 from kgopt.core.scoring import ccks2023_score
 from kgopt.data.readers import REPO_ROOT, read_instructie
 from kgopt.extract import extract
+from kgopt.graph.build import build_graph, mentions_from_labels
 from kgopt.graph.export import read_graph
 from kgopt.graph.quality import gold_entities, graph_vs_gold, merge_quality
 
@@ -79,6 +86,18 @@ def run_one(lang: str, variant: str, program: Path, docs: Path, records: list, c
     }
 
 
+def merge_on_gold(lang: str) -> dict:
+    """The merge alone: gold answers in OneKE's shape over every bundled record of ``lang``."""
+    records = [r for split in ("train", "valid", "test") for r in read_instructie(REPO_ROOT / "dataset" / "InstructIE" / f"{split}_{lang}.json")]
+    units = []
+    for r in records:
+        labels = [{"head": l["head"], "head_type": r.cate or "", "relation": l["relation"], "tail": l["tail"]} for l in r.labels]
+        units.append(({"doc": r.id, "chunk": 0, "task": "KG", "program": "gold"}, mentions_from_labels("KG", labels, r.text)))
+    graph = build_graph(units)
+    merge = merge_quality(graph, gold_entities(records))
+    return {"lang": lang, "records": len(records), "nodes": len(graph.nodes), "edges": len(graph.edges), **merge}
+
+
 def _row(r: dict) -> str:
     c, m = r["ccks"], r["merge"]
     return (
@@ -92,7 +111,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=10, help="test records (documents) per language")
     ap.add_argument("--langs", default="zh,en")
+    ap.add_argument("--merge-only", action="store_true", help="measure the merge on gold answers (no model)")
     args = ap.parse_args()
+    if args.merge_only:
+        print("| lang | records | gold names found | nodes | untyped nodes | split names | joined names | examples |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for lang in args.langs.split(","):
+            m = merge_on_gold(lang)
+            ex = "; ".join(f"{e['name']}: gold {e['gold_types']} -> {e['nodes']}" for e in (m["split_examples"] + m["joined_examples"])[:3])
+            print(f"| {lang} | {m['records']} | {m['gold_names_found']} | {m['nodes']} | {m['untyped']} | {m['split']} | {m['joined']} | {ex} |")
+        return
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     OUT.mkdir(parents=True, exist_ok=True)

@@ -34,3 +34,11 @@ def test_split_and_joined_entities_are_counted_against_gold():
     q = merge_quality(g, gold_entities(records))
     assert q["split"] == 1 and q["joined"] == 0
     assert {t for _, t in q["split_examples"][0]["nodes"]} == {"organization", "fruit"}
+
+
+def test_one_node_for_a_name_the_gold_gives_two_types_is_a_join():
+    g = _graph(("Paris is in France.", [{"head": "Paris", "head_type": "location", "relation": "located in", "tail": "France"}]))
+    records = [SimpleNamespace(labels=[{"head": "Paris", "head_type": "location", "relation": "located in", "tail": "France", "tail_type": "location"},
+                                       {"head": "Helen", "head_type": "person", "relation": "spouse", "tail": "Paris", "tail_type": "person"}])]
+    q = merge_quality(g, gold_entities(records))
+    assert (q["split"], q["joined"]) == (0, 1) and q["joined_examples"][0]["gold_types"] == ["location", "person"]

@@ -46,20 +46,29 @@ def gold_entities(records: Iterable[Any]) -> set[tuple[str, str]]:
 
 
 def merge_quality(graph: Graph, gold: set[tuple[str, str]]) -> dict[str, Any]:
-    """``split``: gold entities found in more than one node (with examples); ``joined``: nodes
-    holding more than one gold entity; ``untyped``: nodes without a type."""
-    forms = _forms(graph)
+    """Per gold name: more nodes than the gold has entities of that name is a ``split``
+    (one real entity over several nodes); fewer is a ``joined`` (several real entities in one
+    node). ``untyped``: nodes without a type. Names the graph does not have are not counted."""
     nodes_of: dict[str, list[str]] = defaultdict(list)
-    for nid, fs in forms.items():
+    for nid, fs in _forms(graph).items():
         for f in fs:
             nodes_of[f].append(nid)
-    gold_names = {name for name, _ in gold}
-    split = sorted(name for name in gold_names if len(nodes_of.get(name, ())) > 1)
-    joined = []
-    for nid, fs in forms.items():
-        held = {name for name in fs if name in gold_names}
-        if len(held) > 1:
-            joined.append(sorted(held))
-    examples = [{"name": name, "nodes": [(graph.nodes[i].name, graph.nodes[i].type) for i in nodes_of[name]]} for name in split[:10]]
-    return {"split": len(split), "joined": len(joined), "untyped": sum(not n.type for n in graph.nodes.values()),
-            "split_examples": examples, "joined_examples": joined[:10]}
+    entities_of: dict[str, set[str]] = defaultdict(set)
+    for name, type_ in gold:
+        entities_of[name].add(type_)
+    split, joined = [], []
+    for name, types in sorted(entities_of.items()):
+        found = nodes_of.get(name, [])
+        if len(found) > len(types):
+            split.append(name)
+        elif 0 < len(found) < len(types):
+            joined.append(name)
+
+    def example(name: str) -> dict[str, Any]:
+        return {"name": name, "gold_types": sorted(entities_of[name]), "nodes": [(graph.nodes[i].name, graph.nodes[i].type) for i in nodes_of[name]]}
+
+    return {
+        "gold_names_found": sum(1 for name in entities_of if name in nodes_of),
+        "split": len(split), "joined": len(joined), "untyped": sum(not n.type for n in graph.nodes.values()),
+        "split_examples": [example(n) for n in split[:10]], "joined_examples": [example(n) for n in joined[:10]],
+    }
