@@ -14,8 +14,12 @@ from kgopt.regress import compiled_programs, regress
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPILED = ROOT / "compiled"
-# The programs compiled on the embedded Qwen so far (README, "Measured here"); EE, EET and EEA are not yet.
-REQUIRED = [f"{t}_{l}.json" for t in ("NER", "RE", "KG") for l in ("zh", "en")]
+# One compiled program per task and language, all on the embedded Qwen (README, "Measured here").
+REQUIRED = [f"{t}_{l}.json" for t in ("NER", "RE", "EE", "EET", "EEA", "KG") for l in ("zh", "en")]
+# Programs whose study found no trial better than zero-shot on dev, so the compiler wrote the
+# baseline (manifest `chosen: baseline`); the README says why and what was tried. Any other
+# program falling back fails the test.
+FELL_BACK = {"EE_zh.json"}
 
 
 def test_required_programs_are_committed():
@@ -29,8 +33,11 @@ def test_manifest_is_complete_and_beats_zero_shot_on_dev(path):
     program, m = load_program(path)
     assert (m["task"], m["lang"]) == (program.task, program.lang) and path.stem == f"{program.task}_{program.lang}"
     assert m["endpoint"].startswith("embedded|") and m["model"] == "qwen2.5-coder-0.5b-instruct"
-    assert m["chosen"] == "trial" and m["dev"]["f1"] > m["baseline_dev"]["f1"]
-    assert m["trial"]["params"] and m["data"]["train"] and m["data"]["dev"] and m["versions"]["dspy"]
+    if path.name in FELL_BACK:
+        assert m["chosen"] == "baseline" and m["dev"]["f1"] == m["baseline_dev"]["f1"] and m["trial"] is None
+    else:
+        assert m["chosen"] == "trial" and m["dev"]["f1"] > m["baseline_dev"]["f1"] and m["trial"]["params"]
+    assert m["data"]["train"] and m["data"]["dev"] and m["versions"]["dspy"]
     assert all(len(e["sha256"]) == 64 for e in m["data"]["train"] + m["data"]["dev"])
     assert m["schemas"] and m["study"]["llm_calls"] > 0
 
