@@ -29,12 +29,7 @@ from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.interrupts import TrialShield
 from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
-from kgopt.compiler.storage import (
-    default_storage,
-    fail_dead_trials,
-    open_storage,
-    redact_url,
-)
+from kgopt.compiler.storage import default_storage, fail_dead_trials, open_storage, redact_url
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task

@@ -32,13 +32,7 @@ from kgopt.core.schema import Schema, merge_schemas
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.documents import BadLine, Document, check_documents
 from kgopt.data.jsonio import dumps, write_atomic
-from kgopt.errors import (
-    BudgetExceeded,
-    ConfigError,
-    DataError,
-    ExtractAborted,
-    KgoptError,
-)
+from kgopt.errors import BudgetExceeded, ConfigError, DataError, ExtractAborted, KgoptError
 from kgopt.extract.results import FAILED, ResultLog
 from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
 from kgopt.graph.export import write_exports
@@ -114,12 +108,7 @@ def _default_program(task: str, lang: str) -> Path:
 
 def _iepile_schema(task: str, lang: str, manifest: dict, data_dir) -> Schema:
     """The union of the manifest's schemas, else of the data's source schemas."""
-    from kgopt.data.readers import (
-        TASK_FOLDER,
-        iepile_root,
-        list_sources,
-        read_iepile_schema,
-    )
+    from kgopt.data.readers import TASK_FOLDER, iepile_root, list_sources, read_iepile_schema
 
     if manifest.get("schemas"):
         return merge_schemas(Schema.coerce(v) for v in manifest["schemas"].values())
@@ -138,11 +127,7 @@ def plan_programs(
     data_dir=None,
 ) -> list[TaskProgram]:
     """Load each task's program (given, compiled, or baseline) and its schema."""
-    from kgopt.data.readers import (
-        instructie_root,
-        read_iepile_schema,
-        read_instructie_schema,
-    )
+    from kgopt.data.readers import instructie_root, read_iepile_schema, read_instructie_schema
     from kgopt.program import load_program
 
     lang = check_lang(lang)
