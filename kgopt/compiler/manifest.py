@@ -6,11 +6,12 @@ import hashlib
 import platform
 import time
 from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kgopt.core.schema import Schema
-from kgopt.data.readers import Example
+from kgopt.data.readers import Example, default_data_dir, split_files
 
 
 def file_sha256(path: str | Path) -> str:
@@ -54,3 +55,59 @@ def schemas_of(examples: list[Example]) -> dict[str, dict[str, Any]]:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class TrainingData:
+    """What a study compiles on, as its manifest records it."""
+
+    train: list[Example]
+    augmented: list[Example]
+    dev: list[Example]
+    data_dir: str | Path | None
+    augmented_root: Path
+    source: str | None
+    train_limit: int | None
+    dev_limit: int | None
+
+    def files(self, task: str, lang: str) -> dict[str, Any]:
+        root = Path(self.data_dir) if self.data_dir else default_data_dir()
+
+        def entries(split: str, where, base: Path, used: int) -> list[dict[str, Any]]:
+            return [data_entry(p, base, used) for p in split_files(task, lang, split, where, self.source)]
+
+        return {
+            "train": entries("train", self.data_dir, root, len(self.train)),
+            "dev": entries("dev", self.data_dir, root, len(self.dev)),
+            "augmented": entries("train", self.augmented_root, self.augmented_root, len(self.augmented)) if self.augmented else [],
+            "train_limit_per_source": self.train_limit,
+        }
+
+
+def compiled_manifest(task: str, lang: str, connection: Any, data: TrainingData, baseline: dict[str, Any], best: Any,
+                      study: dict[str, Any], llm: dict[str, int]) -> dict[str, Any]:
+    """The manifest of a compiled program: ``best`` is the chosen Optuna trial, or None when the
+    zero-shot baseline is written because no trial beat it on dev."""
+    if best is None:
+        chosen, dev_f1, dev_by_source, trial = "baseline", baseline["f1"], baseline["by_source"], None
+    else:
+        chosen, dev_f1, dev_by_source = "trial", best.value, best.user_attrs.get("dev_f1_by_source", {})
+        trial = {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}}
+    return {
+        "kind": "compiled",
+        "task": task,
+        "lang": lang,
+        "sources": sorted({ex.record.source for ex in data.dev}),
+        "model": connection.model,
+        "endpoint": connection.identity,
+        "dev": {"f1": dev_f1, "by_source": dev_by_source, "records": len(data.dev), "limit_per_source": data.dev_limit, "source": data.source},
+        "baseline_dev": baseline,
+        "chosen": chosen,
+        "trial": trial,
+        "study": study,
+        "data": data.files(task, lang),
+        "schemas": schemas_of(data.dev + data.train),
+        "llm": llm,
+        "versions": versions(),
+        "created": now(),
+    }

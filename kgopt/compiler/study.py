@@ -33,7 +33,7 @@ from kgopt.compiler.storage import default_storage, fail_dead_trials, open_stora
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
-from kgopt.data.readers import Example, default_data_dir, load_examples, split_files
+from kgopt.data.readers import Example, default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded, ConfigError, DataError
 from kgopt.evaluate import run_program
 from kgopt.program import IEProgram
@@ -246,19 +246,8 @@ def compile_program(
     out_path = Path(out) if out else compiled_dir / f"{spec.name}_{lang}.json"
 
     # Data first: a bad file fails before any LLM call.
-    train = load_examples(spec.name, lang, "train", data_dir=data_dir, source=source, limit=train_limit)
-    aug: list[Example] = []
-    aug_root = Path(augmented_dir) if augmented_dir else default_data_dir() / "augmented"
-    if augmented and aug_root.is_dir():
-        try:
-            aug = load_examples(spec.name, lang, "train", data_dir=aug_root, source=source, limit=train_limit)
-        except DataError as exc:
-            if "no " not in exc.reason and "unknown source" not in exc.reason:
-                raise  # a malformed augmented file is an error; a missing one is not
-    dev = load_examples(spec.name, lang, "dev", data_dir=data_dir, source=source, limit=dev_limit)
-    if not dev:
-        raise DataError(f"no {spec.name}/{lang} dev records to select on")
-    logger.info("{} {}: {} train + {} augmented records, {} dev records", spec.name, lang, len(train), len(aug), len(dev))
+    data = _load_data(spec.name, lang, data_dir, source, train_limit, dev_limit, augmented, augmented_dir)
+    train, aug, dev = data.train, data.augmented, data.dev
 
     connection = as_connection(connection)
     lm = connection.lm
@@ -282,7 +271,7 @@ def compile_program(
         _run_trials(study, comp, trials, url, spent)
         if comp.budget_spent:
             logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", max_calls)
-        return _write_best(study, comp, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, spent)
+        return _write_best(study, comp, out_path, url, data, spent)
     finally:
         u = spent.counts()
         logger.info("LLM use: {} calls, {} tokens, {} from cache, {} failed", u["calls"], u["total_tokens"], u["cache_hits"], u["failures"])
@@ -393,69 +382,61 @@ def _study_splits(study: optuna.Study, spec) -> tuple[int, ...]:
     return tuple(study.user_attrs["split_choices"])
 
 
-def _write_best(study, comp: Compiler, out_path, url, train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit, spent: UsageSpan) -> CompileResult:
+def _load_data(task, lang, data_dir, source, train_limit, dev_limit, augmented, augmented_dir) -> mf.TrainingData:
+    """Train, augmented-train and dev examples (the test split is never read)."""
+    train = load_examples(task, lang, "train", data_dir=data_dir, source=source, limit=train_limit)
+    aug: list[Example] = []
+    aug_root = Path(augmented_dir) if augmented_dir else default_data_dir() / "augmented"
+    if augmented and aug_root.is_dir():
+        try:
+            aug = load_examples(task, lang, "train", data_dir=aug_root, source=source, limit=train_limit)
+        except DataError as exc:
+            if "no " not in exc.reason and "unknown source" not in exc.reason:
+                raise  # a malformed augmented file is an error; a missing one is not
+    dev = load_examples(task, lang, "dev", data_dir=data_dir, source=source, limit=dev_limit)
+    if not dev:
+        raise DataError(f"no {task}/{lang} dev records to select on")
+    logger.info("{} {}: {} train + {} augmented records, {} dev records", task, lang, len(train), len(aug), len(dev))
+    return mf.TrainingData(train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit)
+
+
+def _choose(study: optuna.Study, comp: Compiler) -> tuple[IEProgram, optuna.trial.FrozenTrial | None]:
+    """The best complete trial's program if it beats the zero-shot baseline on dev, else the baseline."""
     spec, lang = comp.spec, comp.lang
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
     baseline = study.user_attrs["baseline_dev"]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
-    if best is not None and best.value > baseline["f1"]:
-        chosen = "trial"
-        from kgopt.program import load_program
-
-        art = comp.trials_dir / f"trial-{best.number}.json"
-        program, saved = load_program(art, spec.name, lang) if art.is_file() else (None, {})
-        if program is None or saved.get("params") != best.params:
-            # Another worker ran it, or the file is from an older study of the same name:
-            # rebuild from the trial's parameters (deterministic given the response cache).
-            program = comp.build(TrialConfig.from_params(best.params), comp.seed + best.number)
-        dev_f1, dev_by_source = best.value, best.user_attrs.get("dev_f1_by_source", {})
-    else:
+    if best is None or best.value <= baseline["f1"]:
         if not complete:
             logger.warning("no trial completed; the zero-shot baseline is written")
         else:
             logger.warning("no trial beat the zero-shot baseline on dev ({}); the baseline is written", baseline["f1"])
-        chosen = "baseline"
-        program = IEProgram(spec.name, lang)
-        dev_f1, dev_by_source = baseline["f1"], baseline["by_source"]
-    root = Path(data_dir) if data_dir else default_data_dir()
-    used = spent.counts()
-    manifest = {
-        "kind": "compiled",
-        "task": spec.name,
-        "lang": lang,
-        "sources": sorted({ex.record.source for ex in dev}),
-        "model": comp.connection.model,
-        "endpoint": comp.connection.identity,
-        "dev": {"f1": dev_f1, "by_source": dev_by_source, "records": len(dev), "limit_per_source": dev_limit, "source": source},
-        "baseline_dev": baseline,
-        "chosen": chosen,
-        "trial": None
-        if chosen == "baseline"
-        else {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}},
-        "study": {
-            "name": study.study_name,
-            "storage": redact_url(url),
-            "trials_finished": len(_done(study)),
-            "instruction_prompt": PROMPT_VERSION,
-            # What making this program cost over the whole study (all runs), from the trials' records.
-            "llm_calls": sum(t.user_attrs.get("llm_calls", 0) for t in _done(study)),
-            "llm_tokens": sum(t.user_attrs.get("llm_tokens", 0) for t in _done(study)),
-            "trial_seconds": round(sum(t.user_attrs.get("seconds", 0) for t in _done(study)), 1),
-        },
-        "data": {
-            "train": [mf.data_entry(p, root, len(train)) for p in split_files(spec.name, lang, "train", data_dir, source)],
-            "dev": [mf.data_entry(p, root, len(dev)) for p in split_files(spec.name, lang, "dev", data_dir, source)],
-            "augmented": [mf.data_entry(p, aug_root, len(aug)) for p in split_files(spec.name, lang, "train", aug_root, source)] if aug else [],
-            "train_limit_per_source": train_limit,
-        },
-        "schemas": mf.schemas_of(dev + train),
-        "llm": used,
-        "versions": mf.versions(),
-        "created": mf.now(),
+        return IEProgram(spec.name, lang), None
+    from kgopt.program import load_program
+
+    art = comp.trials_dir / f"trial-{best.number}.json"
+    program, saved = load_program(art, spec.name, lang) if art.is_file() else (None, {})
+    if program is None or saved.get("params") != best.params:
+        # Another worker ran it, or the file is from an older study of the same name:
+        # rebuild from the trial's parameters (deterministic given the response cache).
+        program = comp.build(TrialConfig.from_params(best.params), comp.seed + best.number)
+    return program, best
+
+
+def _write_best(study: optuna.Study, comp: Compiler, out_path: Path, url: str, data: mf.TrainingData, spent: UsageSpan) -> CompileResult:
+    program, best = _choose(study, comp)
+    done = _done(study)
+    study_record = {
+        "name": study.study_name,
+        "storage": redact_url(url),
+        "trials_finished": len(done),
+        "instruction_prompt": PROMPT_VERSION,
+        # What making this program cost over the whole study (all runs), from the trials' records.
+        "llm_calls": sum(t.user_attrs.get("llm_calls", 0) for t in done),
+        "llm_tokens": sum(t.user_attrs.get("llm_tokens", 0) for t in done),
+        "trial_seconds": round(sum(t.user_attrs.get("seconds", 0) for t in done), 1),
     }
+    manifest = mf.compiled_manifest(comp.spec.name, comp.lang, comp.connection, data, study.user_attrs["baseline_dev"], best, study_record, spent.counts())
     program.save_artifact(out_path, manifest)
-    logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", out_path, dev_f1, baseline["f1"], chosen)
-    return CompileResult(out_path, manifest, study.study_name, redact_url(url), len(_done(study)), manifest["llm"])
-
-
-
+    logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", out_path, manifest["dev"]["f1"], manifest["baseline_dev"]["f1"], manifest["chosen"])
+    return CompileResult(out_path, manifest, study.study_name, redact_url(url), len(done), manifest["llm"])
