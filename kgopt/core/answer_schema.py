@@ -11,53 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kgopt.core.shapes import json_object, json_string, shape_named
 from kgopt.core.tasks import TaskSpec
-
-
-def _string(max_len: int | None) -> dict[str, Any]:
-    return {"type": "string", **({"maxLength": max_len} if max_len else {})}
-
-
-def _array(items: dict[str, Any], max_items: int | None) -> dict[str, Any]:
-    return {"type": "array", "items": items, **({"maxItems": max_items} if max_items else {})}
-
-
-def _object(props: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
 def answer_json_schema(spec: TaskSpec, chunk: list[Any], max_items: int | None = None, max_len: int | None = None) -> dict[str, Any]:
     """A JSON schema that every valid answer to ``chunk`` satisfies (and only those)."""
-    s = _string(max_len)
-    # One string per role ("NAN" when absent). IEPile also allows a list for a multi-valued role,
-    # but an anyOf makes llama-cpp-python's grammar sampler crawl (measured: calls timing out at
-    # 120 s that take ~10 s unconstrained), so json mode gives each role one value; plain mode
-    # keeps lists.
-    role = s
+    shape, s = shape_named(spec.shape), json_string(max_len)
     props: dict[str, Any] = {}
     for item in chunk:
-        if spec.shape in ("entities", "triggers"):
-            props[spec.item_label(item)] = _array(s, max_items)
-        elif spec.shape == "triples":
-            props[item] = _array(_object({"subject": s, "object": s}), max_items)
-        elif spec.shape == "events":
-            args = _object({r: role for r in item["arguments"]})
-            props[item["event_type"]] = _array(_object({"trigger": s, "arguments": args}), max_items)
-        elif spec.shape == "arguments":
-            props[item["event_type"]] = _array(_object({r: role for r in item["arguments"]}), max_items)
-        elif spec.shape == "entity_attributes":
-            # Heads are the model's own keys; attributes are optional (absent ones are not output).
-            # Always a list of values (OneKE writes one value as a string): an anyOf of the two
-            # would slow the grammar sampler, and multi-valued attributes are common in InstructIE.
-            attrs = {"type": "object", "properties": {a: _array(s, None) for a in item["attributes"]}, "additionalProperties": False}
-            props[item["entity_type"]] = {"type": "object", "additionalProperties": attrs, **({"maxProperties": max_items} if max_items else {})}
-        elif spec.shape == "typed_triples":
-            triple = _object({"head": s, "head_type": s, "tail": s, "tail_type": s})
-            for rel in item["relations"]:
-                props[rel] = _array(triple, max_items)
-        else:  # a new shape must say how it is constrained
-            raise ValueError(f"no answer schema for shape {spec.shape!r}")
-    return _object(props)
+        props.update(shape.properties(item, spec.item_label, s, max_items))
+    return json_object(props)
 
 
 # How an endpoint wants the schema: OpenAI's ``json_schema`` (vLLM, OpenAI, most servers) or

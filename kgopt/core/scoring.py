@@ -31,19 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from kgopt.core.parsing import parse_answer
-from kgopt.core.tasks import NAN, TaskSpec, get_task, spec_for_chunk
+from kgopt.core.shapes import json_key, shape_named
+from kgopt.core.tasks import TaskSpec, get_task, spec_for_chunk
 
-
-def _key(x: Any) -> Any:
-    """Hashable stand-in for a decoded JSON value (non-strings never equal gold strings)."""
-    try:
-        hash(x)
-        return x
-    except TypeError:
-        return ("\x00unhashable", json.dumps(x, sort_keys=True, ensure_ascii=False, default=str))
-
-
-# --- official extractors: raw output line -> (decoded_ok, prediction tuples) ------------
+# --- official extraction: raw output line -> (decoded_ok, prediction tuples); the tuples of
+# each answer shape are in kgopt.core.shapes ------------------------------------------------
 
 
 def _decode(raw: Any) -> tuple[bool, Any]:
@@ -58,85 +50,12 @@ def _decode(raw: Any) -> tuple[bool, Any]:
     return True, obj
 
 
-def _items(obj: dict, kind: type) -> list[tuple[str, Any]]:
-    """``(label, item)`` for every item of type ``kind`` in the object's list values.
-
-    As upstream: a value that is not a list, or an item of the wrong type, is skipped.
-    """
-    return [(key, v) for key, values in obj.items() if isinstance(values, list) for v in values if isinstance(v, kind)]
-
-
-def _extract_strings(obj: dict) -> list[tuple]:
-    """NER ``{type: [entity]}`` -> (entity, type); EET ``{type: [trigger]}`` -> (trigger, type)."""
-    return [(v, key) for key, v in _items(obj, str)]
-
-
-def _extract_triples(obj: dict) -> list[tuple]:
-    out = []
-    for key, it in _items(obj, dict):
-        head = it.get("subject", it.get("head", ""))
-        tail = it.get("object", it.get("tail", ""))
-        if isinstance(head, str) and isinstance(tail, str):
-            out.append((head, key, tail))
-    return out
-
-
-def _arg_tuples(arguments: dict) -> tuple:
-    args = []
-    for role, value in arguments.items():
-        for v in value if isinstance(value, list) else [value]:
-            if v == NAN:
-                continue
-            args.append((_key(v), role))
-    return tuple(args)
-
-
-def _extract_events(obj: dict) -> list[tuple]:
-    out = []
-    for key, v in _items(obj, dict):
-        trigger = v.get("trigger", "")
-        if not isinstance(trigger, str):
-            continue
-        arguments = v.get("arguments", {})
-        out.append((key, trigger, _arg_tuples(arguments) if isinstance(arguments, dict) else ()))
-    return out
-
-
-def _extract_event_args(obj: dict) -> list[tuple]:
-    return [(key, "", _arg_tuples(v)) for key, v in _items(obj, dict)]
-
-
-def _extract_entity_attributes(obj: dict) -> list[tuple]:
-    """OneKE KG ``{type: {head: {attribute: tail or [tails]}}}`` -> (head, attribute, tail)."""
-    out = []
-    for heads in obj.values():
-        if not isinstance(heads, dict):
-            continue
-        for head, attrs in heads.items():
-            if not isinstance(attrs, dict):
-                continue
-            for attr, tails in attrs.items():
-                out.extend((head, attr, t) for t in (tails if isinstance(tails, list) else [tails]) if isinstance(t, str))
-    return out
-
-
-_EXTRACTORS = {
-    "entities": _extract_strings,
-    "triggers": _extract_strings,
-    "triples": _extract_triples,
-    "typed_triples": _extract_triples,
-    "entity_attributes": _extract_entity_attributes,
-    "events": _extract_events,
-    "arguments": _extract_event_args,
-}
-
-
 def extract_official(spec: TaskSpec, raw: Any) -> tuple[bool, list[tuple]]:
     """One output line -> (decoded, prediction tuples), with the official semantics."""
     ok, obj = _decode(raw)
     if not ok:
         return False, []
-    return True, _EXTRACTORS[spec.shape](obj)
+    return True, shape_named(spec.shape).official(obj)
 
 
 def extract_lenient(spec: TaskSpec, raw: Any, chunk: list[Any]) -> tuple[bool, list[tuple]]:
@@ -159,7 +78,7 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
 
 
 def match_count(gold: list, pred: list) -> int:
-    g, p = Counter(_key(x) for x in gold), Counter(_key(x) for x in pred)
+    g, p = Counter(json_key(x) for x in gold), Counter(json_key(x) for x in pred)
     return sum(min(c, g[k]) for k, c in p.items())
 
 
@@ -345,7 +264,7 @@ def ccks2023_score(pairs: list[tuple[list[tuple], list[tuple]]]) -> dict[str, fl
     tp = n_pred = n_gold = 0
     rouge_sum = 0.0
     for gold, pred in pairs:
-        g, p = set(map(_key, gold)), set(map(_key, pred))
+        g, p = set(map(json_key, gold)), set(map(json_key, pred))
         tp += len(g & p)
         n_pred += len(p)
         n_gold += len(g)

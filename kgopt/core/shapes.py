@@ -1,0 +1,373 @@
+"""Answer shapes: what a task's answer looks like, one class per shape. Pure: no I/O.
+
+A ``TaskSpec`` names its shape (``spec.shape``); everything that depends on it lives in the
+shape's class, not in branches elsewhere:
+
+- ``parse``: a decoded answer object -> unified labels, validated against the schema chunk
+  (model output is untrusted: nothing raises, what is dropped is recorded with why);
+- ``official``: a decoded answer object -> the tuples IEPile's evaluator compares, with its
+  exact semantics (a non-list value or an item of the wrong type is skipped);
+- ``properties``: the JSON-schema properties one chunk item contributes to the answer schema
+  for constrained decoding;
+- ``normalise_top``: near-misses of the top-level shape accepted in lenient mode.
+
+Adding a shape is one subclass registered in ``SHAPES``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from kgopt.core.tasks import NAN
+
+
+# --- values in model answers ---------------------------------------------------------------
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def clean_str(value: Any) -> str | None:
+    """A usable span string, or None (NAN, empty, or not a scalar)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if not isinstance(value, str) or value == NAN or not value.strip():
+        return None
+    return value
+
+
+class Collector:
+    """Labels read from one answer, and what was dropped (and why)."""
+
+    def __init__(self) -> None:
+        self.labels: list[dict[str, Any]] = []
+        self.problems: list[str] = []
+
+    def drop(self, why: str) -> None:
+        if len(self.problems) < 50:  # a runaway output must not make a runaway report
+            self.problems.append(why)
+
+
+def json_key(x: Any) -> Any:
+    """Hashable stand-in for a decoded JSON value (non-strings never equal gold strings)."""
+    try:
+        hash(x)
+        return x
+    except TypeError:
+        return ("\x00unhashable", json.dumps(x, sort_keys=True, ensure_ascii=False, default=str))
+
+
+def official_items(obj: dict, kind: type) -> list[tuple[str, Any]]:
+    """``(label, item)`` for every item of type ``kind`` in the object's list values (as upstream:
+    a value that is not a list, or an item of the wrong type, is skipped)."""
+    return [(key, v) for key, values in obj.items() if isinstance(values, list) for v in values if isinstance(v, kind)]
+
+
+def _official_arguments(arguments: dict) -> tuple:
+    args = []
+    for role, value in arguments.items():
+        for v in value if isinstance(value, list) else [value]:
+            if v != NAN:
+                args.append((json_key(v), role))
+    return tuple(args)
+
+
+# --- JSON schema pieces ----------------------------------------------------------------------
+
+
+def json_string(max_len: int | None) -> dict[str, Any]:
+    return {"type": "string", **({"maxLength": max_len} if max_len else {})}
+
+
+def json_array(items: dict[str, Any], max_items: int | None) -> dict[str, Any]:
+    return {"type": "array", "items": items, **({"maxItems": max_items} if max_items else {})}
+
+
+def json_object(props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+# --- the shapes ------------------------------------------------------------------------------
+
+
+class AnswerShape:
+    name: str
+
+    def normalise_top(self, obj: Any) -> Any:
+        """Lenient mode: a list holding one object is that object."""
+        if isinstance(obj, list) and len(obj) == 1 and isinstance(obj[0], dict):
+            return obj[0]
+        return obj
+
+    def parse(self, obj: dict, chunk: list[Any], col: Collector) -> None:
+        raise NotImplementedError
+
+    def official(self, obj: dict) -> list[tuple]:
+        raise NotImplementedError
+
+    def properties(self, item: Any, label: Callable[[Any], str], s: dict[str, Any], max_items: int | None) -> dict[str, Any]:
+        """JSON-schema properties for one chunk item (``label(item)`` is its key in the answer)."""
+        raise NotImplementedError
+
+
+class Entities(AnswerShape):
+    """NER: ``{type: [entity, ...]}``."""
+
+    name, item_key, type_key = "entities", "entity", "entity_type"
+
+    def parse(self, obj, chunk, col):
+        allowed = set(chunk)
+        for label, values in obj.items():
+            if label not in allowed:
+                col.drop(f"label not in schema: {label!r}")
+                continue
+            for v in as_list(values):
+                s = clean_str(v)
+                if s is None:
+                    if v != NAN and v != "":
+                        col.drop(f"{label}: not a string: {str(v)[:40]!r}")
+                    continue
+                col.labels.append(self.label(s, label))
+
+    def label(self, span: str, label: str) -> dict[str, Any]:
+        return {self.item_key: span, self.type_key: label}
+
+    def official(self, obj):
+        return [(v, key) for key, v in official_items(obj, str)]
+
+    def properties(self, item, label, s, max_items):
+        return {label(item): json_array(s, max_items)}
+
+
+class Triggers(Entities):
+    """EET: ``{event type: [trigger, ...]}``; labels are events without arguments."""
+
+    name, item_key, type_key = "triggers", "event_trigger", "event_type"
+
+    def label(self, span, label):
+        return {**super().label(span, label), "arguments": []}
+
+
+def _pair(v: Any) -> tuple[Any, Any, dict]:
+    if isinstance(v, dict):
+        return v.get("subject", v.get("head")), v.get("object", v.get("tail")), v
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return v[0], v[1], {}
+    return None, None, {}
+
+
+class Triples(AnswerShape):
+    """RE: ``{relation: [{"subject", "object"}, ...]}`` (``head``/``tail`` and pairs accepted)."""
+
+    name = "triples"
+
+    def relations(self, chunk: list[Any]) -> set[str]:
+        return set(chunk)
+
+    def item(self, head: str, rel: str, tail: str, extra: dict) -> dict[str, Any]:
+        return {"head": head, "relation": rel, "tail": tail}
+
+    def normalise_top(self, obj):
+        if isinstance(obj, list):
+            # InstructIE style: [{"head","relation","tail",...}] -> {relation: [...]}
+            grouped: dict[str, list] = {}
+            for it in obj:
+                if isinstance(it, dict) and isinstance(it.get("relation"), str):
+                    grouped.setdefault(it["relation"], []).append(it)
+            return grouped if grouped else obj
+        return obj
+
+    def parse(self, obj, chunk, col):
+        allowed = self.relations(chunk)
+        for rel, values in obj.items():
+            if rel not in allowed:
+                col.drop(f"relation not in schema: {rel!r}")
+                continue
+            for v in as_list(values):
+                h, t, extra = _pair(v)
+                h, t = clean_str(h), clean_str(t)
+                if h is None or t is None:
+                    col.drop(f"{rel}: incomplete triple {str(v)[:60]!r}")
+                    continue
+                col.labels.append(self.item(h, rel, t, extra))
+
+    def official(self, obj):
+        out = []
+        for key, it in official_items(obj, dict):
+            head = it.get("subject", it.get("head", ""))
+            tail = it.get("object", it.get("tail", ""))
+            if isinstance(head, str) and isinstance(tail, str):
+                out.append((head, key, tail))
+        return out
+
+    def properties(self, item, label, s, max_items):
+        return {item: json_array(json_object({"subject": s, "object": s}), max_items)}
+
+
+class TypedTriples(Triples):
+    """KG (kgopt's format): ``{relation: [{"head", "head_type", "tail", "tail_type"}]}``."""
+
+    name = "typed_triples"
+
+    def relations(self, chunk):
+        return {r for it in chunk for r in it["relations"]}
+
+    def item(self, head, rel, tail, extra):
+        return {
+            "head": head,
+            "head_type": clean_str(extra.get("head_type", extra.get("subject_type"))) or "",
+            "relation": rel,
+            "tail": tail,
+            "tail_type": clean_str(extra.get("tail_type", extra.get("object_type"))) or "",
+        }
+
+    def properties(self, item, label, s, max_items):
+        triple = json_object({"head": s, "head_type": s, "tail": s, "tail_type": s})
+        return {rel: json_array(triple, max_items) for rel in item["relations"]}
+
+
+def _arguments(args: Any, roles: set[str], label: str, col: Collector) -> list[dict[str, str]]:
+    out = []
+    if not isinstance(args, dict):
+        if args not in (None, NAN, "", [], {}):
+            col.drop(f"{label}: arguments are not an object")
+        return out
+    for role, value in args.items():
+        if role not in roles:
+            col.drop(f"{label}: role not in schema: {role!r}")
+            continue
+        for v in as_list(value):
+            s = clean_str(v)
+            if s is not None:
+                out.append({"argument": s, "role": role})
+    return out
+
+
+class Events(AnswerShape):
+    """EE: ``{event type: [{"trigger", "arguments": {role: value | [values] | "NAN"}}]}``."""
+
+    name = "events"
+
+    def parse(self, obj, chunk, col):
+        roles = {it["event_type"]: set(it["arguments"]) for it in chunk}
+        triggers = {it["event_type"]: it.get("trigger") for it in chunk}
+        for etype, values in obj.items():
+            if etype not in roles:
+                col.drop(f"event type not in schema: {etype!r}")
+                continue
+            for v in as_list(values):
+                if not isinstance(v, dict):
+                    if v not in (NAN, "", None):
+                        col.drop(f"{etype}: event is not an object")
+                    continue
+                event = self.event(etype, v, roles[etype], triggers.get(etype), col)
+                if event is not None:
+                    col.labels.append(event)
+
+    def event(self, etype: str, v: dict, roles: set[str], given: Any, col: Collector) -> dict[str, Any] | None:
+        trig = clean_str(v.get("trigger"))
+        if trig is None:
+            col.drop(f"{etype}: event without a trigger")
+            return None
+        return {"event_trigger": trig, "event_type": etype, "arguments": _arguments(v.get("arguments", {}), roles, etype, col)}
+
+    def official(self, obj):
+        out = []
+        for key, v in official_items(obj, dict):
+            trigger = v.get("trigger", "")
+            if not isinstance(trigger, str):
+                continue
+            arguments = v.get("arguments", {})
+            out.append((key, trigger, _official_arguments(arguments) if isinstance(arguments, dict) else ()))
+        return out
+
+    def properties(self, item, label, s, max_items):
+        # One string per role ("NAN" when absent). IEPile also allows a list for a multi-valued
+        # role, but an anyOf makes llama-cpp-python's grammar sampler crawl (measured: calls
+        # timing out at 120 s that take ~10 s unconstrained); plain mode keeps lists.
+        args = json_object({r: s for r in item["arguments"]})
+        return {item["event_type"]: json_array(json_object({"trigger": s, "arguments": args}), max_items)}
+
+
+class Arguments(Events):
+    """EEA: ``{event type: [{role: value | [values] | "NAN"}]}``; the trigger was given in the schema."""
+
+    name = "arguments"
+
+    def event(self, etype, v, roles, given, col):
+        trig = given[0] if isinstance(given, list) and len(given) == 1 else ""
+        return {"event_trigger": trig, "event_type": etype, "arguments": _arguments(v, roles, etype, col)}
+
+    def official(self, obj):
+        return [(key, "", _official_arguments(v)) for key, v in official_items(obj, dict)]
+
+    def properties(self, item, label, s, max_items):
+        return {item["event_type"]: json_array(json_object({r: s for r in item["arguments"]}), max_items)}
+
+
+class EntityAttributes(AnswerShape):
+    """KG (OneKE's format): ``{entity_type: {head: {attribute: tail or [tails]}}}`` -> typed-head triples."""
+
+    name = "entity_attributes"
+
+    def parse(self, obj, chunk, col):
+        attributes = {it["entity_type"]: set(it["attributes"]) for it in chunk}
+        for etype, heads in obj.items():
+            if etype not in attributes:
+                col.drop(f"entity type not in schema: {etype!r}")
+                continue
+            if not isinstance(heads, dict):
+                if heads not in (NAN, "", None, [], {}):
+                    col.drop(f"{etype}: entities are not an object")
+                continue
+            for head, attrs in heads.items():
+                h = clean_str(head)
+                if h is None or not isinstance(attrs, dict):
+                    if attrs not in (NAN, "", None, [], {}):
+                        col.drop(f"{etype}: {str(head)[:40]!r} has no attribute object")
+                    continue
+                for attr, tails in attrs.items():
+                    if attr not in attributes[etype]:
+                        col.drop(f"{etype}: attribute not in schema: {attr!r}")
+                        continue
+                    for v in as_list(tails):
+                        t = clean_str(v)
+                        if t is not None:
+                            col.labels.append({"head": h, "head_type": etype, "relation": attr, "tail": t, "tail_type": ""})
+
+    def official(self, obj):
+        out = []
+        for heads in obj.values():
+            if not isinstance(heads, dict):
+                continue
+            for head, attrs in heads.items():
+                if not isinstance(attrs, dict):
+                    continue
+                for attr, tails in attrs.items():
+                    out.extend((head, attr, t) for t in (tails if isinstance(tails, list) else [tails]) if isinstance(t, str))
+        return out
+
+    def properties(self, item, label, s, max_items):
+        # Heads are the model's own keys; attributes are optional (absent ones are not output).
+        # Always a list of values (OneKE writes one value as a string): an anyOf of the two would
+        # slow the grammar sampler, and multi-valued attributes are common in InstructIE.
+        attrs = {"type": "object", "properties": {a: json_array(s, None) for a in item["attributes"]}, "additionalProperties": False}
+        return {item["entity_type"]: {"type": "object", "additionalProperties": attrs, **({"maxProperties": max_items} if max_items else {})}}
+
+
+SHAPES: dict[str, AnswerShape] = {
+    shape.name: shape for shape in (Entities(), Triggers(), Triples(), TypedTriples(), Events(), Arguments(), EntityAttributes())
+}
+
+
+def shape_named(name: str) -> AnswerShape:
+    try:
+        return SHAPES[name]
+    except KeyError:
+        raise ValueError(f"no answer shape {name!r}; known: {', '.join(SHAPES)}") from None
