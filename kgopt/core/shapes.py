@@ -9,7 +9,9 @@ shape's class, not in branches elsewhere:
   exact semantics (a non-list value or an item of the wrong type is skipped);
 - ``properties``: the JSON-schema properties one chunk item contributes to the answer schema
   for constrained decoding;
-- ``normalise_top``: near-misses of the top-level shape accepted in lenient mode.
+- ``normalise_top``: near-misses of the top-level shape accepted in lenient mode;
+- ``mentions``: a call's labels -> graph mentions (typed triples and bare entities, with
+  their spans in the document), for the shapes that can build a graph from raw text.
 
 Adding a shape is one subclass registered in ``SHAPES``.
 """
@@ -93,11 +95,47 @@ def json_object(props: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
+# --- graph mentions ---------------------------------------------------------------------------
+
+Span = Callable[[str], "list[int] | None"]  # where a string is in the document, or None
+
+
+def _triple(head: str, head_type: str, relation: str, tail: str, tail_type: str, span: Span) -> dict[str, Any]:
+    return {"head": head, "head_type": head_type, "relation": relation, "tail": tail, "tail_type": tail_type,
+            "head_span": span(head), "tail_span": span(tail)}
+
+
+def _triple_mentions(labels: list[dict[str, Any]], span: Span) -> dict[str, list[dict[str, Any]]]:
+    triples = []
+    for it in labels:
+        h, t = it.get("head", ""), it.get("tail", "")
+        if h and t:
+            triples.append(_triple(h, it.get("head_type", "") or "", it.get("relation", ""), t, it.get("tail_type", "") or "", span))
+    return {"triples": triples, "entities": []}
+
+
+def _event_mentions(labels: list[dict[str, Any]], span: Span) -> dict[str, list[dict[str, Any]]]:
+    """A trigger is a node typed by its event type, with an edge per argument role."""
+    triples, entities = [], []
+    for it in labels:
+        trig, etype = it.get("event_trigger", ""), it.get("event_type", "")
+        if not trig:
+            continue
+        args = it.get("arguments") or []
+        if not args:
+            entities.append({"name": trig, "type": etype, "span": span(trig)})
+        for a in args:
+            if a.get("argument", ""):
+                triples.append(_triple(trig, etype, a.get("role", ""), a["argument"], "", span))
+    return {"triples": triples, "entities": entities}
+
+
 # --- the shapes ------------------------------------------------------------------------------
 
 
 class AnswerShape:
     name: str
+    builds_graph = True  # its labels make graph mentions from raw text
 
     def normalise_top(self, obj: Any) -> Any:
         """Lenient mode: a list holding one object is that object."""
@@ -113,6 +151,9 @@ class AnswerShape:
 
     def properties(self, item: Any, label: Callable[[Any], str], s: dict[str, Any], max_items: int | None) -> dict[str, Any]:
         """JSON-schema properties for one chunk item (``label(item)`` is its key in the answer)."""
+        raise NotImplementedError
+
+    def mentions(self, labels: list[dict[str, Any]], span: Span) -> dict[str, list[dict[str, Any]]]:
         raise NotImplementedError
 
 
@@ -144,6 +185,10 @@ class Entities(AnswerShape):
     def properties(self, item, label, s, max_items):
         return {label(item): json_array(s, max_items)}
 
+    def mentions(self, labels, span):
+        entities = [{"name": it["entity"], "type": it.get("entity_type", ""), "span": span(it["entity"])} for it in labels if it.get("entity")]
+        return {"triples": [], "entities": entities}
+
 
 class Triggers(Entities):
     """EET: ``{event type: [trigger, ...]}``; labels are events without arguments."""
@@ -152,6 +197,9 @@ class Triggers(Entities):
 
     def label(self, span, label):
         return {**super().label(span, label), "arguments": []}
+
+    def mentions(self, labels, span):
+        return _event_mentions(labels, span)
 
 
 def _pair(v: Any) -> tuple[Any, Any, dict]:
@@ -208,6 +256,9 @@ class Triples(AnswerShape):
 
     def properties(self, item, label, s, max_items):
         return {item: json_array(json_object({"subject": s, "object": s}), max_items)}
+
+    def mentions(self, labels, span):
+        return _triple_mentions(labels, span)
 
 
 class TypedTriples(Triples):
@@ -294,11 +345,15 @@ class Events(AnswerShape):
         args = json_object({r: s for r in item["arguments"]})
         return {item["event_type"]: json_array(json_object({"trigger": s, "arguments": args}), max_items)}
 
+    def mentions(self, labels, span):
+        return _event_mentions(labels, span)
+
 
 class Arguments(Events):
     """EEA: ``{event type: [{role: value | [values] | "NAN"}]}``; the trigger was given in the schema."""
 
     name = "arguments"
+    builds_graph = False  # EEA needs the triggers given: not for raw text
 
     def event(self, etype, v, roles, given, col):
         trig = given[0] if isinstance(given, list) and len(given) == 1 else ""
@@ -359,6 +414,9 @@ class EntityAttributes(AnswerShape):
         # slow the grammar sampler, and multi-valued attributes are common in InstructIE.
         attrs = {"type": "object", "properties": {a: json_array(s, None) for a in item["attributes"]}, "additionalProperties": False}
         return {item["entity_type"]: {"type": "object", "additionalProperties": attrs, **({"maxProperties": max_items} if max_items else {})}}
+
+    def mentions(self, labels, span):
+        return _triple_mentions(labels, span)
 
 
 SHAPES: dict[str, AnswerShape] = {

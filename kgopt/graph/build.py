@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from kgopt.core.chunking import find_span
+from kgopt.core.shapes import shape_named
+from kgopt.core.tasks import TASKS, get_task
 
-EXTRACT_TASKS = ("KG", "RE", "NER", "EE", "EET")
+EXTRACT_TASKS = tuple(name for name, spec in TASKS.items() if shape_named(spec.shape).builds_graph)
 EVIDENCE = 5  # mentions kept per node for the graph view (edges keep all their provenance)  # EEA needs given triggers: not for raw text
 _EDGE_QUOTES = "\"'“”‘’《》「」『』【】()（）[]<>"
 _SPACES = re.compile(r"\s+")
@@ -44,54 +46,10 @@ def node_id(name_key: str, type_: str) -> str:
 
 def mentions_from_labels(task: str, labels: list[dict[str, Any]], text: str, offset: int = 0) -> dict[str, list[dict[str, Any]]]:
     """Graph mentions of one call's labels; spans are ``[start, end]`` in the document or None."""
-    triples, entities = [], []
-
-    def span(s: str):
-        return find_span(text, s, offset)
-
-    for it in labels:
-        if task == "NER":
-            name = it.get("entity", "")
-            if name:
-                entities.append({"name": name, "type": it.get("entity_type", ""), "span": span(name)})
-        elif task in ("RE", "KG"):
-            h, t = it.get("head", ""), it.get("tail", "")
-            if h and t:
-                triples.append(
-                    {
-                        "head": h,
-                        "head_type": it.get("head_type", "") or "",
-                        "relation": it.get("relation", ""),
-                        "tail": t,
-                        "tail_type": it.get("tail_type", "") or "",
-                        "head_span": span(h),
-                        "tail_span": span(t),
-                    }
-                )
-        elif task in ("EE", "EET"):
-            trig, etype = it.get("event_trigger", ""), it.get("event_type", "")
-            if not trig:
-                continue
-            args = it.get("arguments") or []
-            if not args:
-                entities.append({"name": trig, "type": etype, "span": span(trig)})
-            for a in args:
-                arg = a.get("argument", "")
-                if arg:
-                    triples.append(
-                        {
-                            "head": trig,
-                            "head_type": etype,
-                            "relation": a.get("role", ""),
-                            "tail": arg,
-                            "tail_type": "",
-                            "head_span": span(trig),
-                            "tail_span": span(arg),
-                        }
-                    )
-        else:
-            raise ValueError(f"task {task} cannot build a graph; use one of {', '.join(EXTRACT_TASKS)}")
-    return {"triples": triples, "entities": entities}
+    shape = shape_named(get_task(task).shape)
+    if not shape.builds_graph:
+        raise ValueError(f"task {task} cannot build a graph; use one of {', '.join(EXTRACT_TASKS)}")
+    return shape.mentions(labels, lambda s: find_span(text, s, offset))
 
 
 @dataclass
