@@ -28,19 +28,13 @@ from kgopt.augment.validate import REASONS, SampleChecker
 from kgopt.clients.lm import complete_text
 from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
+from kgopt.core.shapes import RecordItems, shape_named
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
 from kgopt.data.jsonio import dumps, iter_json, write_jsonl
 from kgopt.data.readers import default_data_dir, iepile_root, instructie_root, list_sources, load_examples
 from kgopt.errors import BudgetExceeded, DataError
 
 PROMPT_VERSION = "llmicl-v1"
-
-_FORMAT = {
-    "entity": '{"text": "...", "entity": [{"entity": "...", "entity_type": "..."}]}',
-    "relation": '{"text": "...", "relation": [{"head": "...", "relation": "...", "tail": "..."}]}',
-    "relation_typed": '{"text": "...", "relation": [{"head": "...", "head_type": "...", "relation": "...", "tail": "...", "tail_type": "..."}]}',
-    "event": '{"text": "...", "event": [{"event_trigger": "...", "event_type": "...", "arguments": [{"argument": "...", "role": "..."}]}]}',
-}
 
 _ASK = {
     "en": (
@@ -105,28 +99,18 @@ class _Unit:
     cate: str | None = None
 
 
-def _labels_of(spec, rec: Record) -> set[str]:
-    key = {"entity": "entity_type", "relation": "relation", "event": "event_type"}[spec.label_key]
-    return {it.get(key) for it in rec.labels}
+def _labels_of(items: RecordItems, rec: Record) -> set[str]:
+    return {it.get(items.label_field) for it in rec.labels}
 
 
-def _shown(spec, rec: Record) -> str:
-    return ujson.dumps({"text": rec.text, spec.label_key: rec.labels}, ensure_ascii=False)
+def _shown(items: RecordItems, rec: Record) -> str:
+    return ujson.dumps({"text": rec.text, items.key: rec.labels}, ensure_ascii=False)
 
 
-def _sample_schema(spec, n: int) -> dict[str, Any]:
+def _sample_schema(items: RecordItems, n: int) -> dict[str, Any]:
     s = {"type": "string", "maxLength": 300}
-    if spec.label_key == "entity":
-        item = {"entity": s, "entity_type": s}
-    elif spec.label_key == "relation" and spec.dataset == "instructie":
-        item = {"head": s, "head_type": s, "relation": s, "tail": s, "tail_type": s}
-    elif spec.label_key == "relation":
-        item = {"head": s, "relation": s, "tail": s}
-    else:
-        arg = {"type": "object", "properties": {"argument": s, "role": s}, "required": ["argument", "role"]}
-        item = {"event_trigger": s, "event_type": s, "arguments": {"type": "array", "items": arg, "maxItems": 4}}
     obj = lambda props: {"type": "object", "properties": props, "required": list(props)}  # noqa: E731
-    sample = obj({"text": s, spec.label_key: {"type": "array", "items": obj(item), "minItems": 1, "maxItems": 4}})
+    sample = obj({"text": s, items.key: {"type": "array", "items": obj(items.item_schema(s)), "minItems": 1, "maxItems": 4}})
     return obj({"samples": {"type": "array", "items": sample, "maxItems": n}})
 
 
@@ -193,10 +177,10 @@ def augment(
     report = AugmentReport(spec.name, lang, connection.model, seed)
     spent = UsageSpan(lm.usage)
     rng = random.Random(seed)
-    fmt = _FORMAT["relation_typed" if spec.dataset == "instructie" else spec.label_key]
+    items = shape_named(spec.shape).record  # what a sample's labels are
     jobs = []
     for unit in units:
-        labels = [lab for lab in _label_order(spec, unit) if any(lab in _labels_of(spec, r) for r in unit.records)]
+        labels = [lab for lab in items.schema_labels(unit.schema) if any(lab in _labels_of(items, r) for r in unit.records)]
         jobs += [(unit, lab) for lab in labels[:max_labels]]
     kept: dict[Path, list[dict[str, Any]]] = {}
     checkers: dict[str, SampleChecker] = {}
@@ -209,10 +193,10 @@ def augment(
                 for obj in kept[unit.out_file]:  # what is already there counts as seen
                     checkers[unit.name].check(obj)
             checker = checkers[unit.name]
-            with_label = [r for r in unit.records if label in _labels_of(spec, r)]
+            with_label = [r for r in unit.records if label in _labels_of(items, r)]
             shown = rng.sample(with_label, min(3, len(with_label)))
-            labels_allowed = list(unit.schema.types if spec.label_key in ("entity", "event") else unit.schema.roles)
-            prompt = _ASK[lang].format(fmt=fmt, labels=", ".join(labels_allowed), label=label, examples="\n".join(_shown(spec, r) for r in shown), n=per_label)
+            labels_allowed = items.schema_labels(unit.schema)
+            prompt = _ASK[lang].format(fmt=items.example, labels=", ".join(labels_allowed), label=label, examples="\n".join(_shown(items, r) for r in shown), n=per_label)
             stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
             stats["asked"] += per_label
             report.asked += per_label
@@ -220,7 +204,7 @@ def augment(
             if constrained:
                 from kgopt.core.answer_schema import response_format
 
-                kwargs["response_format"] = response_format(_sample_schema(spec, per_label))
+                kwargs["response_format"] = response_format(_sample_schema(items, per_label))
             try:
                 raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
             except BudgetExceeded:
@@ -276,9 +260,3 @@ def augment(
             name = f"{spec.name}_{lang}_{source or 'all'}_seed{seed}.json"
             (rep_dir / name).write_text(dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     return report
-
-
-def _label_order(spec, unit: _Unit) -> list[str]:
-    if spec.label_key == "relation":
-        return list(unit.schema.roles)
-    return list(unit.schema.types)

@@ -12,6 +12,7 @@ from typing import Any
 
 from kgopt.core.demos import features, jaccard
 from kgopt.core.schema import Schema
+from kgopt.core.shapes import shape_named
 from kgopt.core.tasks import TaskSpec
 from kgopt.data.readers import check_labels
 from kgopt.errors import DataError
@@ -21,28 +22,12 @@ NEAR_COPY = 0.8  # unigram+bigram Jaccard with a training text at or above this:
 REASONS = ("malformed", "no_labels", "label_not_in_schema", "span_not_in_text", "near_copy", "duplicate")
 
 
-def _spans(spec: TaskSpec, item: dict[str, Any]) -> list[str]:
-    if spec.label_key == "entity":
-        return [item["entity"]]
-    if spec.label_key == "relation":
-        return [item["head"], item["tail"]]
-    return [item["event_trigger"]] + [a["argument"] for a in item["arguments"]]
-
-
-def _labels_ok(spec: TaskSpec, item: dict[str, Any], schema: Schema) -> bool:
-    if spec.label_key == "entity":
-        return item["entity_type"] in schema.types
-    if spec.label_key == "relation":
-        return item["relation"] in schema.roles
-    roles = schema.type_roles.get(item["event_type"])
-    return item["event_type"] in schema.types and roles is not None and all(a["role"] in roles for a in item["arguments"])
-
-
 class SampleChecker:
     """Checks samples against a schema and the training texts; remembers what it accepted."""
 
     def __init__(self, spec: TaskSpec, schema: Schema, train_texts: list[str], near_copy: float = NEAR_COPY):
         self.spec = spec
+        self.items = shape_named(spec.shape).record  # what a sample's labels are
         self.schema = schema
         self.near_copy = near_copy
         self._train = [features(t) for t in train_texts]
@@ -55,20 +40,16 @@ class SampleChecker:
             return None, "malformed"
         text = obj["text"].strip()
         try:
-            labels = check_labels(self.spec.label_key, obj.get(self.spec.label_key), None, None)
-            for item in labels:
-                for span in _spans(self.spec, item):
-                    if not isinstance(span, str):
-                        raise DataError("a span is not a string")
-                if self.spec.dataset == "instructie" and not all(isinstance(item.get(k), str) for k in ("head_type", "tail_type")):
-                    raise DataError("head_type/tail_type missing")
+            labels = check_labels(self.items.key, obj.get(self.items.key), None, None)
+            if not all(self.items.well_formed(item) for item in labels):
+                raise DataError("a span or type is not a string")
         except (DataError, KeyError, TypeError):
             return None, "malformed"
         if not labels:
             return None, "no_labels"
-        if not all(_labels_ok(self.spec, item, self.schema) for item in labels):
+        if not all(self.items.labels_ok(item, self.schema) for item in labels):
             return None, "label_not_in_schema"
-        if not all(span and span in text for item in labels for span in _spans(self.spec, item)):
+        if not all(span and span in text for item in labels for span in self.items.spans(item)):
             return None, "span_not_in_text"
         key = " ".join(text.split()).lower()
         f = features(text)
@@ -78,4 +59,4 @@ class SampleChecker:
             return None, "near_copy"
         self._seen.add(key)
         self._accepted.append(f)
-        return {"text": text, self.spec.label_key: labels}, None
+        return {"text": text, self.items.key: labels}, None

@@ -11,7 +11,9 @@ shape's class, not in branches elsewhere:
   for constrained decoding;
 - ``normalise_top``: near-misses of the top-level shape accepted in lenient mode;
 - ``mentions``: a call's labels -> graph mentions (typed triples and bare entities, with
-  their spans in the document), for the shapes that can build a graph from raw text.
+  their spans in the document), for the shapes that can build a graph from raw text;
+- ``record``: the gold label items of the unified record format the shape's labels are in
+  (``RecordItems``: their spans, schema labels and JSON schema, for augmentation's samples).
 
 Adding a shape is one subclass registered in ``SHAPES``.
 """
@@ -95,6 +97,93 @@ def json_object(props: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
+# --- gold label items of the unified record format -------------------------------------------
+
+
+class RecordItems:
+    """One kind of gold label item (``record[key]`` is a list of them): what augmentation asks
+    the model to write, and checks in what it wrote."""
+
+    key: str  # the record's list key: "entity", "relation" or "event"
+    label_field: str  # the field that names the item's schema label
+    example: str  # the item format, shown in prompts
+
+    def spans(self, item: dict[str, Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def labels_ok(self, item: dict[str, Any], schema: Any) -> bool:
+        raise NotImplementedError
+
+    def schema_labels(self, schema: Any) -> list[str]:
+        """The labels a schema offers for these items (augmentation asks for them one by one)."""
+        return list(schema.types)
+
+    def well_formed(self, item: dict[str, Any]) -> bool:
+        return all(isinstance(s, str) for s in self.spans(item))
+
+    def item_schema(self, s: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class EntityItems(RecordItems):
+    key, label_field = "entity", "entity_type"
+    example = '{"text": "...", "entity": [{"entity": "...", "entity_type": "..."}]}'
+
+    def spans(self, item):
+        return [item["entity"]]
+
+    def labels_ok(self, item, schema):
+        return item["entity_type"] in schema.types
+
+    def item_schema(self, s):
+        return {"entity": s, "entity_type": s}
+
+
+class RelationItems(RecordItems):
+    key, label_field = "relation", "relation"
+    example = '{"text": "...", "relation": [{"head": "...", "relation": "...", "tail": "..."}]}'
+
+    def spans(self, item):
+        return [item["head"], item["tail"]]
+
+    def labels_ok(self, item, schema):
+        return item["relation"] in schema.roles
+
+    def schema_labels(self, schema):
+        return list(schema.roles)
+
+    def item_schema(self, s):
+        return {"head": s, "relation": s, "tail": s}
+
+
+class TypedRelationItems(RelationItems):
+    """InstructIE's relations carry the head and tail types."""
+
+    example = '{"text": "...", "relation": [{"head": "...", "head_type": "...", "relation": "...", "tail": "...", "tail_type": "..."}]}'
+
+    def well_formed(self, item):
+        return super().well_formed(item) and all(isinstance(item.get(k), str) for k in ("head_type", "tail_type"))
+
+    def item_schema(self, s):
+        return {"head": s, "head_type": s, "relation": s, "tail": s, "tail_type": s}
+
+
+class EventItems(RecordItems):
+    key, label_field = "event", "event_type"
+    example = '{"text": "...", "event": [{"event_trigger": "...", "event_type": "...", "arguments": [{"argument": "...", "role": "..."}]}]}'
+
+    def spans(self, item):
+        return [item["event_trigger"]] + [a["argument"] for a in item["arguments"]]
+
+    def labels_ok(self, item, schema):
+        roles = schema.type_roles.get(item["event_type"])
+        return item["event_type"] in schema.types and roles is not None and all(a["role"] in roles for a in item["arguments"])
+
+    def item_schema(self, s):
+        arg = {"type": "object", "properties": {"argument": s, "role": s}, "required": ["argument", "role"]}
+        return {"event_trigger": s, "event_type": s, "arguments": {"type": "array", "items": arg, "maxItems": 4}}
+
+
 # --- graph mentions ---------------------------------------------------------------------------
 
 Span = Callable[[str], "list[int] | None"]  # where a string is in the document, or None
@@ -135,6 +224,7 @@ def _event_mentions(labels: list[dict[str, Any]], span: Span) -> dict[str, list[
 
 class AnswerShape:
     name: str
+    record: RecordItems  # the gold label items its labels are
     builds_graph = True  # its labels make graph mentions from raw text
 
     def normalise_top(self, obj: Any) -> Any:
@@ -161,6 +251,7 @@ class Entities(AnswerShape):
     """NER: ``{type: [entity, ...]}``."""
 
     name, item_key, type_key = "entities", "entity", "entity_type"
+    record = EntityItems()
 
     def parse(self, obj, chunk, col):
         allowed = set(chunk)
@@ -194,6 +285,7 @@ class Triggers(Entities):
     """EET: ``{event type: [trigger, ...]}``; labels are events without arguments."""
 
     name, item_key, type_key = "triggers", "event_trigger", "event_type"
+    record = EventItems()
 
     def label(self, span, label):
         return {**super().label(span, label), "arguments": []}
@@ -214,6 +306,7 @@ class Triples(AnswerShape):
     """RE: ``{relation: [{"subject", "object"}, ...]}`` (``head``/``tail`` and pairs accepted)."""
 
     name = "triples"
+    record = RelationItems()
 
     def relations(self, chunk: list[Any]) -> set[str]:
         return set(chunk)
@@ -265,6 +358,7 @@ class TypedTriples(Triples):
     """KG (kgopt's format): ``{relation: [{"head", "head_type", "tail", "tail_type"}]}``."""
 
     name = "typed_triples"
+    record = TypedRelationItems()
 
     def relations(self, chunk):
         return {r for it in chunk for r in it["relations"]}
@@ -304,6 +398,7 @@ class Events(AnswerShape):
     """EE: ``{event type: [{"trigger", "arguments": {role: value | [values] | "NAN"}}]}``."""
 
     name = "events"
+    record = EventItems()
 
     def parse(self, obj, chunk, col):
         roles = {it["event_type"]: set(it["arguments"]) for it in chunk}
@@ -370,6 +465,7 @@ class EntityAttributes(AnswerShape):
     """KG (OneKE's format): ``{entity_type: {head: {attribute: tail or [tails]}}}`` -> typed-head triples."""
 
     name = "entity_attributes"
+    record = TypedRelationItems()
 
     def parse(self, obj, chunk, col):
         attributes = {it["entity_type"]: set(it["attributes"]) for it in chunk}
