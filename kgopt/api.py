@@ -68,8 +68,8 @@ class Extractor:
             return next(iter(self.schemas.values()))
         if not self.schemas:
             raise ConfigError(f"{self.path or 'program'}: the manifest has no schema; pass schema=")
-        if self.task == "KG":
-            raise ConfigError(f"KG asks one topic at a time: pass source= one of {', '.join(self.schemas)}")
+        if get_task(self.task).asks_topics:
+            raise ConfigError(f"{self.task} asks one topic at a time: pass source= one of {', '.join(self.schemas)}")
         return merge_schemas(self.schemas.values())
 
     def run(self, text: str, schema: Any = None, source: str | None = None, record: Record | None = None):

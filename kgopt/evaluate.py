@@ -156,7 +156,7 @@ def evaluate(
     write_jsonl(pred_path, lines)
     partial.unlink(missing_ok=True)
     groups = group_lines(enumerate(lines, 1), str(pred_path))
-    report = score_groups(program.task, groups, ccks=program.task == "KG")
+    report = score_groups(program.task, groups)
     usage = spent.counts()
     failed = sum(1 for l in lines if l["status"] == ERROR)
     ev = Evaluation(report, out_dir, pred_path, usage, failed, time.monotonic() - started)
@@ -169,4 +169,4 @@ def evaluate(
 def score_file(task: str, path: str | Path, lenient: bool = False) -> ScoreReport:
     """``kgopt score``: the official-style numbers for an evaluator-format prediction file."""
     groups = group_lines(iter_json(path), str(path))
-    return score_groups(task, groups, lenient=lenient, ccks=task.upper() == "KG")
+    return score_groups(task, groups, lenient=lenient)

@@ -30,7 +30,7 @@ def split_choices(spec: TaskSpec) -> tuple[int, ...]:
     Down to one label per call: a small model that cannot keep several labels apart may
     still fill one (measured on EE/zh with SmolLM2-135M: it put right arguments under wrong event types).
     """
-    if spec.name == "KG":
+    if spec.asks_topics:
         return (1,)
     d = spec.split_size
     return tuple(sorted({max(1, d // 4), max(1, d // 2), d, d * 2, d * 4}))

@@ -53,7 +53,7 @@ class CompileResult:
 
 
 def score_lines(task: str, lines: list[dict[str, Any]]) -> ScoreReport:
-    return score_groups(task, group_lines(enumerate(lines, 1), "<dev>"), ccks=task == "KG")
+    return score_groups(task, group_lines(enumerate(lines, 1), "<dev>"))
 
 
 def f1_by_source(report: ScoreReport) -> dict[str, float]:

@@ -195,8 +195,10 @@ def group_lines(lines: Iterable[tuple[int, dict[str, Any]]], path: str = "<predi
     return groups
 
 
-def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = False, ccks: bool = False) -> ScoreReport:
+def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = False, ccks: bool | None = None) -> ScoreReport:
+    """Scores of prediction groups; ``ccks`` (default: the task reports it, i.e. KG) adds CCKS2023."""
     spec = get_task(task)
+    ccks = spec.reports_ccks if ccks is None else ccks
     total = Counts(spec.two_level)
     by_source: dict[str, Counts] = {}
     ccks_pairs: list[tuple[list[tuple], list[tuple]]] = []

@@ -247,6 +247,17 @@ class TaskSpec:
     two_level: bool = False  # EE/EEA are scored on events and arguments
     answer_format: str = "oneke"  # a task may have other formats (ANSWER_FORMATS); one per program
     item_keys: tuple[str, ...] = ()  # the keys of a dict schema item, which tell its format apart
+    given_triggers: bool = False  # EEA: asked with the record's own triggers (a record without events asks nothing)
+
+    @property
+    def asks_topics(self) -> bool:
+        """InstructIE tasks ask one topic per call, from the topic's schema (the record's ``cate``)."""
+        return self.dataset == "instructie"
+
+    @property
+    def reports_ccks(self) -> bool:
+        """CCKS2023 is InstructIE's benchmark score, reported next to triple F1."""
+        return self.dataset == "instructie"
 
     def template(self, lang: str) -> str:
         check_lang(lang)
@@ -267,7 +278,8 @@ TASKS: dict[str, TaskSpec] = {
     "RE": TaskSpec("RE", "iepile", "relation", 4, "triples", TEMPLATES["RE"], _items_roles, _label_str, _answer_re, _gold_triples),
     "EE": TaskSpec("EE", "iepile", "event", 4, "events", TEMPLATES["EE"], _items_ee, _label_event, _answer_ee, _gold_events, two_level=True),
     "EET": TaskSpec("EET", "iepile", "event", 4, "triggers", TEMPLATES["EET"], _items_types, _label_str, _answer_eet, _gold_eet),
-    "EEA": TaskSpec("EEA", "iepile", "event", 4, "arguments", TEMPLATES["EEA"], _items_eea, _label_event, _answer_eea, _gold_eea, two_level=True),
+    "EEA": TaskSpec("EEA", "iepile", "event", 4, "arguments", TEMPLATES["EEA"], _items_eea, _label_event, _answer_eea, _gold_eea, two_level=True,
+                    given_triggers=True),
     # KG: one InstructIE topic per call, however many relations it has.
     "KG": TaskSpec("KG", "instructie", "relation", 1, "entity_attributes", TEMPLATES["KG"], _items_kg, _label_entity_type, _answer_kg,
                    _gold_triples, item_keys=("entity_type", "attributes")),

@@ -258,7 +258,7 @@ def load_examples(
             if limit is not None and n >= limit:
                 break
             # EEA is asked with the record's triggers: a record with no event asks nothing.
-            if spec.name == "EEA" and not rec.labels:
+            if spec.given_triggers and not rec.labels:
                 continue
             out.append(Example(rec, schema))
             n += 1

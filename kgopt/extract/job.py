@@ -51,12 +51,12 @@ class TaskProgram:
     path: Path
     program_id: str  # file name + content hash: results of another program are not reused
     schema: Schema | None = None  # IEPile tasks
-    topics: dict[str, Schema] = field(default_factory=dict)  # KG: InstructIE topic -> schema
+    topics: dict[str, Schema] = field(default_factory=dict)  # InstructIE tasks (KG): topic -> schema
     topics_from: str = ""
 
     def schemas_for(self, doc: Document) -> list[tuple[str, Schema]]:
         """``(topic, schema)`` pairs a document is asked with (topic "" for IEPile tasks)."""
-        if self.task != "KG":
+        if not self.topics:  # IEPile tasks: one schema for every document
             return [("", self.schema)]
         if doc.cate:
             if doc.cate not in self.topics:
@@ -153,8 +153,8 @@ def plan_programs(
             path = _default_program(task, lang)
             program, manifest = load_program(path, task=task, lang=lang)
         tp = TaskProgram(task, program, path, _program_id(path))
-        if task == "KG":
-            sp = Path(schemas.pop("KG", None) or instructie_root(data_dir) / f"schema_{lang}.json")
+        if get_task(task).asks_topics:
+            sp = Path(schemas.pop(task, None) or instructie_root(data_dir) / f"schema_{lang}.json")
             tp.topics, tp.topics_from = read_instructie_schema(sp), str(sp)
         elif task in schemas:
             tp.schema = read_iepile_schema(schemas.pop(task))
