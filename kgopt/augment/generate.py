@@ -164,99 +164,137 @@ def augment(
     constrained: bool = True,
 ) -> AugmentReport:
     """Generate, check and store augmented samples; returns the counts (see module doc)."""
-    spec = get_task(task)
+    spec = get_task(TASK_FOLDER[get_task(task).name])  # EET and EEA train on EE's records
     check_lang(lang)
-    if spec.name in ("EET", "EEA"):
-        spec = get_task("EE")  # EET and EEA train on EE's records
     out_root = Path(out_dir) if out_dir else default_data_dir() / "augmented"
     units = _units(spec, lang, source, data_dir, out_root)  # reads (and checks) the data before any call
     from kgopt.clients.lm import UsageSpan, as_connection
 
     connection = as_connection(connection)
-    lm = connection.lm
     report = AugmentReport(spec.name, lang, connection.model, seed)
-    spent = UsageSpan(lm.usage)
-    rng = random.Random(seed)
+    spent = UsageSpan(connection.lm.usage)
     items = shape_named(spec.shape).record  # what a sample's labels are
-    jobs = []
-    for unit in units:
-        labels = [lab for lab in items.schema_labels(unit.schema) if any(lab in _labels_of(items, r) for r in unit.records)]
-        jobs += [(unit, lab) for lab in labels[:max_labels]]
-    kept: dict[Path, list[dict[str, Any]]] = {}
-    checkers: dict[str, SampleChecker] = {}
+    store = _SampleStore(spec, units)
+    rng = random.Random(seed)
     try:
-        for i, (unit, label) in enumerate(tqdm(jobs, desc=f"augment {spec.name}/{lang}", unit="label", dynamic_ncols=True)):
-            if unit.out_file not in kept:
-                kept[unit.out_file] = _existing(unit.out_file)
-            if unit.name not in checkers:
-                checkers[unit.name] = SampleChecker(spec, unit.schema, [r.text for r in unit.records])
-                for obj in kept[unit.out_file]:  # what is already there counts as seen
-                    checkers[unit.name].check(obj)
-            checker = checkers[unit.name]
-            with_label = [r for r in unit.records if label in _labels_of(items, r)]
-            shown = rng.sample(with_label, min(3, len(with_label)))
-            labels_allowed = items.schema_labels(unit.schema)
-            prompt = _ASK[lang].format(fmt=items.example, labels=", ".join(labels_allowed), label=label, examples="\n".join(_shown(items, r) for r in shown), n=per_label)
+        for i, (unit, label) in enumerate(tqdm(_jobs(units, items, max_labels), desc=f"augment {spec.name}/{lang}", unit="label", dynamic_ncols=True)):
+            shown = _examples_shown(unit, label, items, rng)
             stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
             stats["asked"] += per_label
             report.asked += per_label
-            kwargs: dict[str, Any] = {"temperature": 0.9, "seed": seed * 100003 + i, "max_tokens": 160 * per_label + 64}
-            if constrained:
-                from kgopt.core.answer_schema import response_format
-
-                kwargs["response_format"] = response_format(_sample_schema(items, per_label))
-            try:
-                raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
-            except BudgetExceeded:
-                raise
-            except Exception as exc:
-                logger.warning("augment call for {}/{} failed: {}: {}", unit.name, label, type(exc).__name__, exc)
-                report.failed_calls += 1
-                continue
-            obj, _ = load_json(raw or "")
-            samples = obj.get("samples") if isinstance(obj, dict) else obj if isinstance(obj, list) else None
-            if not isinstance(samples, list):
-                report.rejected["malformed"] += 1
-                report.received += 1  # one unusable answer stands for the samples asked
-                continue
+            samples = _ask(connection.lm, lang, unit, label, items, shown, per_label, seed * 100003 + i, constrained, report)
             for sample in samples[:per_label]:
                 report.received += 1
-                rec, reason = checker.check(sample)
+                rec, reason = store.check(unit, sample)
                 if reason:
                     report.rejected[reason] += 1
                     continue
-                text = rec["text"]
-                rec = {
-                    "id": "aug-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
-                    **({"cate": unit.cate} if unit.cate is not None else {}),
-                    **rec,
-                    "provenance": {
-                        "model": connection.model,
-                        "endpoint": connection.identity,
-                        "prompt_version": PROMPT_VERSION,
-                        "seed": seed,
-                        "label": label,
-                        "source_ids": [r.id for r in shown],
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    },
-                }
-                kept[unit.out_file].append(rec)
+                store.keep(unit, rec, _provenance(connection, seed, label, shown))
                 report.accepted += 1
                 stats["accepted"] += 1
     finally:
         # Whatever was accepted before an interruption is written.
-        for unit in units:
-            if kept.get(unit.out_file) or unit.out_file.is_file():
-                write_jsonl(unit.out_file, kept[unit.out_file])
+        report.files = store.write(report.files)
+        report.llm = spent.counts()
+        _write_report(report, out_root, spec.name, lang, source, seed)
+    return report
+
+
+def _jobs(units: list[_Unit], items: RecordItems, max_labels: int | None) -> list[tuple[_Unit, str]]:
+    """One call per (source or topic, label) that has real records to show."""
+    jobs = []
+    for unit in units:
+        labels = [lab for lab in items.schema_labels(unit.schema) if any(lab in _labels_of(items, r) for r in unit.records)]
+        jobs += [(unit, lab) for lab in labels[:max_labels]]
+    return jobs
+
+
+def _examples_shown(unit: _Unit, label: str, items: RecordItems, rng: random.Random) -> list[Record]:
+    with_label = [r for r in unit.records if label in _labels_of(items, r)]
+    return rng.sample(with_label, min(3, len(with_label)))
+
+
+def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list[Record], per_label: int, call_seed: int,
+         constrained: bool, report: AugmentReport) -> list[Any]:
+    """The model's samples for one label (untrusted, unchecked); [] when the call failed or the answer is unusable."""
+    prompt = _ASK[lang].format(fmt=items.example, labels=", ".join(items.schema_labels(unit.schema)), label=label,
+                               examples="\n".join(_shown(items, r) for r in shown), n=per_label)
+    kwargs: dict[str, Any] = {"temperature": 0.9, "seed": call_seed, "max_tokens": 160 * per_label + 64}
+    if constrained:
+        from kgopt.core.answer_schema import response_format
+
+        kwargs["response_format"] = response_format(_sample_schema(items, per_label))
+    try:
+        raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
+    except BudgetExceeded:
+        raise
+    except Exception as exc:
+        logger.warning("augment call for {}/{} failed: {}: {}", unit.name, label, type(exc).__name__, exc)
+        report.failed_calls += 1
+        return []
+    obj, _ = load_json(raw or "")
+    samples = obj.get("samples") if isinstance(obj, dict) else obj if isinstance(obj, list) else None
+    if not isinstance(samples, list):
+        report.rejected["malformed"] += 1
+        report.received += 1  # one unusable answer stands for the samples asked
+        return []
+    return samples
+
+
+def _provenance(connection, seed: int, label: str, shown: list[Record]) -> dict[str, Any]:
+    return {
+        "model": connection.model,
+        "endpoint": connection.identity,
+        "prompt_version": PROMPT_VERSION,
+        "seed": seed,
+        "label": label,
+        "source_ids": [r.id for r in shown],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class _SampleStore:
+    """The samples of each output file: what was there before, and what this run accepts."""
+
+    def __init__(self, spec, units: list[_Unit]):
+        self.spec, self.units = spec, units
+        self.kept: dict[Path, list[dict[str, Any]]] = {}
+        self.checkers: dict[str, SampleChecker] = {}
+
+    def check(self, unit: _Unit, sample: Any) -> tuple[dict[str, Any] | None, str | None]:
+        if unit.out_file not in self.kept:
+            self.kept[unit.out_file] = _existing(unit.out_file)
+        if unit.name not in self.checkers:
+            self.checkers[unit.name] = SampleChecker(self.spec, unit.schema, [r.text for r in unit.records])
+            for obj in self.kept[unit.out_file]:  # what is already there counts as seen
+                self.checkers[unit.name].check(obj)
+        return self.checkers[unit.name].check(sample)
+
+    def keep(self, unit: _Unit, rec: dict[str, Any], provenance: dict[str, Any]) -> None:
+        text = rec["text"]
+        self.kept[unit.out_file].append({
+            "id": "aug-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
+            **({"cate": unit.cate} if unit.cate is not None else {}),
+            **rec,
+            "provenance": provenance,
+        })  # fmt: skip
+
+    def write(self, files: list[str]) -> list[str]:
+        """Write every file that has samples (atomically), with its schema beside it; the files written."""
+        for unit in self.units:
+            if self.kept.get(unit.out_file) or unit.out_file.is_file():
+                write_jsonl(unit.out_file, self.kept.get(unit.out_file) or _existing(unit.out_file))
                 if not unit.schema_dst.is_file():
                     unit.schema_dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(unit.schema_src, unit.schema_dst)
-                if str(unit.out_file) not in report.files:
-                    report.files.append(str(unit.out_file))
-        report.llm = spent.counts()
-        if report.asked:
-            rep_dir = out_root / "reports"
-            rep_dir.mkdir(parents=True, exist_ok=True)
-            name = f"{spec.name}_{lang}_{source or 'all'}_seed{seed}.json"
-            (rep_dir / name).write_text(dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    return report
+                if str(unit.out_file) not in files:
+                    files.append(str(unit.out_file))
+        return files
+
+
+def _write_report(report: AugmentReport, out_root: Path, task: str, lang: str, source: str | None, seed: int) -> None:
+    if report.asked:
+        rep_dir = out_root / "reports"
+        rep_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{task}_{lang}_{source or 'all'}_seed{seed}.json"
+        (rep_dir / name).write_text(dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
