@@ -20,7 +20,7 @@ import dspy
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.clients.lm import Connection, UsageSpan
+from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.core.parsing import ERROR
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.data.jsonio import dumps, iter_json, write_jsonl
@@ -134,8 +134,6 @@ def evaluate(
 ) -> Evaluation:
     """Score a program (the zero-shot baseline by default) on one split; see module doc."""
     started = time.monotonic()
-    from kgopt.clients.lm import as_connection
-
     connection = as_connection(connection)
     if program is None:
         program = IEProgram(task, lang)

@@ -1,7 +1,6 @@
 """kgopt dashboard serves optuna-dashboard on the compiler's study; checked in headless Chromium."""
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -10,14 +9,9 @@ import urllib.request
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
+from kgopt.localhost import free_port
 from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dashboard_shows_the_study_in_a_browser(browser, shared_data, tmp_path):
@@ -26,7 +20,7 @@ def test_dashboard_shows_the_study_in_a_browser(browser, shared_data, tmp_path):
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         compile_program("NER", "en", conn, source="CrossNER_AI", trials=2, data_dir=shared_data, compiled_dir=tmp_path / "compiled",
                         train_limit=10, dev_limit=2, instruction_proposals=0, augmented=False)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "kgopt", "dashboard", "--port", str(port)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

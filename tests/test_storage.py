@@ -25,6 +25,7 @@ from kgopt.compiler.space import TrialConfig, starting_points
 from kgopt.compiler.storage import open_storage, redact_url, scrub
 from kgopt.core.tasks import get_task
 from kgopt.errors import ConfigError
+from kgopt.localhost import free_port
 from kgopt.program import load_program
 from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
@@ -185,7 +186,7 @@ def test_the_password_is_never_shown(postgres_url, slow_oracle, shared_data, tmp
     bad = subprocess.run(_compile_cmd(wrong, study_name, 1, shared_data), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and password not in bad.stdout + bad.stderr and "cannot open study storage" in bad.stderr
     # The dashboard serves the shared study, and says where without the password.
-    port = _free_port()
+    port = free_port()
     dash = subprocess.Popen([sys.executable, "-m", "kgopt", "dashboard", "--storage", postgres_url, "--port", str(port)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -199,14 +200,6 @@ def test_the_password_is_never_shown(postgres_url, slow_oracle, shared_data, tmp
             dash.kill()
             out, _ = dash.communicate()
     assert password not in out and "kgopt:***@" in out
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get_json(url: str, timeout: float):

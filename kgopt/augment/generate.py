@@ -25,7 +25,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from kgopt.augment.validate import REASONS, SampleChecker
-from kgopt.clients.lm import complete_text
+from kgopt.clients.lm import UsageSpan, as_connection, complete_text
 from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
 from kgopt.core.shapes import RecordItems, shape_named
@@ -168,8 +168,6 @@ def augment(
     check_lang(lang)
     out_root = Path(out_dir) if out_dir else default_data_dir() / "augmented"
     units = _units(spec, lang, source, data_dir, out_root)  # reads (and checks) the data before any call
-    from kgopt.clients.lm import UsageSpan, as_connection
-
     connection = as_connection(connection)
     report = AugmentReport(spec.name, lang, connection.model, seed)
     spent = UsageSpan(connection.lm.usage)

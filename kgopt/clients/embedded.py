@@ -14,7 +14,6 @@ import atexit
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from loguru import logger
 
 from kgopt.clients.weights import EmbeddedModel, ensure_gguf, selected_model
 from kgopt.errors import EndpointError
+from kgopt.localhost import free_port
 
 JSON_DIALECT = "llama-cpp"
 _lock = threading.Lock()
@@ -35,12 +35,6 @@ _server: "EmbeddedServer | None" = None
 def model_fingerprint(model: EmbeddedModel) -> str:
     """Identity of the weights (verified by SHA-256), so response caches survive port changes."""
     return f"{model.filename}:{model.size}:{model.sha256[:16]}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:  # runs in the child before exec
@@ -60,7 +54,7 @@ class EmbeddedServer:
         self.n_ctx = n_ctx
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.startup_timeout = startup_timeout
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
 

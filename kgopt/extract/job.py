@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.clients.lm import UsageSpan
+from kgopt.clients.lm import UsageSpan, as_connection
 from kgopt.core.chunking import chunk_spans
 from kgopt.core.parsing import EMPTY, ERROR, INVALID
 from kgopt.core.schema import Schema, merge_schemas
@@ -302,8 +302,6 @@ def extract(
 
     with ResultLog(out / "results.jsonl") as log:
         # Connect only now: bad input must not cost an embedded-model start.
-        from kgopt.clients.lm import as_connection
-
         connection = as_connection(connection)
         lm = connection.lm
         for tp in plan:

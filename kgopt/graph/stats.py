@@ -5,20 +5,16 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from kgopt.data.jsonio import iter_json
 from kgopt.errors import DataError
+from kgopt.graph.export import export_files
 
 
 def graph_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     """Nodes by type, triples by relation, documents and grounding, from ``nodes.csv`` and ``triples.jsonl``."""
-    out = Path(out_dir)
-    nodes_csv, triples = out / "nodes.csv", out / "triples.jsonl"
-    for p in (nodes_csv, triples):
-        if not p.is_file():
-            raise DataError("missing; is this a `kgopt extract --out` directory?", str(p))
+    nodes_csv, triples = export_files(out_dir)
     types: Counter = Counter()
     with open(nodes_csv, encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
