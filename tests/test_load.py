@@ -93,3 +93,12 @@ def test_read_graph_names_the_bad_line(extraction, tmp_path):
     lines = len((tmp_path / "triples.jsonl").read_text(encoding="utf-8").splitlines())
     with pytest.raises(DataError, match=rf"triples.jsonl:{lines}: names a node that is not in nodes.csv"):
         read_graph(tmp_path)
+
+
+def test_cli_graph_load_names_what_is_missing_or_wrong(extraction, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "kgopt", "graph-load", str(tmp_path), "--into", "falkordb://127.0.0.1:1/kg"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and f"{tmp_path / 'nodes.csv'}: missing" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "kgopt", "graph-load", str(extraction), "--into", "redis://127.0.0.1:6379"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "unknown graph database URI redis://" in res.stderr
