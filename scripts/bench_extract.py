@@ -78,7 +78,7 @@ def conn(url: str, cache: Path | None = None, lm_cls=EndpointLM) -> Connection:
 
 def run_kgopt(docs: Path, out: Path, c: Connection, workers: int) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    report = extract(docs, "zh", out, tasks=["KG"], connection=c, workers=workers, progress=False, chunk_chars=500)
+    report = extract(docs, "zh", out, tasks=["KG"], connection=c, workers=workers, progress=False, window_chars=500)
     return time.perf_counter() - t0, report.as_dict()
 
 

@@ -57,7 +57,7 @@ def exports_of(out: Path) -> dict[str, bytes]:
 def run(docs, out, url, lang="zh", **kw):
     conn = kw.pop("conn", None) or connection(url)
     kw.setdefault("workers", 4)
-    kw.setdefault("chunk_chars", 120)
+    kw.setdefault("window_chars", 120)
     return extract(docs, lang, out, connection=conn, progress=False, data_dir=DATA_DIR, **kw), conn
 
 

@@ -364,14 +364,14 @@ def dashboard(
 def extract(
     input_path: Path = typer.Option(..., "--input", help="Documents: JSON lines {id, text, cate?}, a text file (one document per line) or a folder of .txt files."),
     lang: Lang = typer.Option(..., "--lang", help="Language of the documents and programs."),
-    tasks: str = typer.Option("KG", "--tasks", help="Comma-separated tasks to run on every chunk: KG, RE, NER, EE, EET."),
+    tasks: str = typer.Option("KG", "--tasks", help="Comma-separated tasks to run on every document window: KG, RE, NER, EE, EET."),
     program: Optional[list[Path]] = typer.Option(None, "--program", help="A program file to use for its task (repeatable). Default: compiled/<TASK>_<lang>.json, else the zero-shot baseline."),
     schema: Optional[list[str]] = typer.Option(None, "--schema", help="[TASK=]FILE: the KG topics (an InstructIE schema_*.json; the default TASK) or an IEPile schema.json for RE/NER/EE. Default: the data's."),
     out: Path = typer.Option(Path("kg-out"), "--out", help="Output directory: results log, graph exports, report."),
     workers: int = typer.Option(4, "--workers", min=1, help="LLM requests in flight at once."),
     max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="Stop cleanly once more calls than this have failed after retries."),
-    chunk_chars: int = typer.Option(500, "--chunk-chars", min=20, help="Longest chunk of a document sent in one call, in characters."),
+    window_chars: int = typer.Option(500, "--window-chars", "--chunk-chars", min=20, help="Longest window of a document sent in one call, in characters (--chunk-chars: its older name)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed input lines (listed in the report) instead of stopping."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model again instead of replaying cached answers."),
     graph_db: Optional[str] = typer.Option(None, "--graph-db", help="Also load the graph into a database: falkordb://HOST:PORT/GRAPH or bolt://HOST:7687 (see graph-load)."),
@@ -386,7 +386,7 @@ def extract(
 ) -> None:
     """Build a knowledge graph from documents with the compiled programs; re-running resumes.
 
-    Exit status: 0 done; 1 done but some chunks failed (listed; re-run to retry them);
+    Exit status: 0 done; 1 done but some calls failed (listed; re-run to retry them);
     2 bad input or configuration, or stopped by --max-failures/--max-calls (finished work kept).
     """
     _start(verbose)
@@ -400,7 +400,7 @@ def extract(
         conn = lambda: _connect(api_base, model, api_key, config, cache=not no_cache, max_calls=max_calls)  # noqa: E731
         report = run(
             input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
-            schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, chunk_chars=chunk_chars,
+            schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, window_chars=window_chars,
             skip_bad=skip_bad, data_dir=data_dir, graph_db=graph_db or neo4j_uri, graph_db_user=neo4j_user,
         )
     except KgoptError as exc:
@@ -415,7 +415,7 @@ def extract(
     typer.echo(f"LLM: {u.get('calls', 0)} calls, {u.get('total_tokens', 0)} tokens, {u.get('cache_hits', 0)} from cache, {u.get('retries', 0)} retries; {r.seconds:.1f}s")
     typer.echo(f"graph: {r.graph['nodes']} nodes, {r.graph['triples']} triples -> {out}")
     for f in r.failed[:10]:
-        typer.secho(f"failed: {f['doc']} chunk {f['chunk']} {f['task']}: {f['error']}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"failed: {f['doc']} window {f['chunk']} {f['task']}: {f['error']}", fg=typer.colors.YELLOW, err=True)
     if r.failed:
         typer.secho(f"{len(r.failed)} calls failed (all in {out / 'report.json'}); run the same command to retry them", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(1)

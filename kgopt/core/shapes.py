@@ -106,7 +106,12 @@ class RecordItems:
 
     key: str  # the record's list key: "entity", "relation" or "event"
     label_field: str  # the field that names the item's schema label
+    fields: tuple[str, ...]  # the fields every item has
     example: str  # the item format, shown in prompts
+
+    def problem(self, item: dict[str, Any]) -> str | None:
+        """What is wrong with an item whose fields are all there (nested parts), or None."""
+        return None
 
     def spans(self, item: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
@@ -127,6 +132,7 @@ class RecordItems:
 
 class EntityItems(RecordItems):
     key, label_field = "entity", "entity_type"
+    fields = ("entity", "entity_type")
     example = '{"text": "...", "entity": [{"entity": "...", "entity_type": "..."}]}'
 
     def spans(self, item):
@@ -141,6 +147,7 @@ class EntityItems(RecordItems):
 
 class RelationItems(RecordItems):
     key, label_field = "relation", "relation"
+    fields = ("head", "relation", "tail")
     example = '{"text": "...", "relation": [{"head": "...", "relation": "...", "tail": "..."}]}'
 
     def spans(self, item):
@@ -170,7 +177,14 @@ class TypedRelationItems(RelationItems):
 
 class EventItems(RecordItems):
     key, label_field = "event", "event_type"
+    fields = ("event_type", "event_trigger", "arguments")
     example = '{"text": "...", "event": [{"event_trigger": "...", "event_type": "...", "arguments": [{"argument": "...", "role": "..."}]}]}'
+
+    def problem(self, item):
+        args = item["arguments"]
+        if not isinstance(args, list) or not all(isinstance(a, dict) and "argument" in a and "role" in a for a in args):
+            return "arguments must be a list of {argument, role}"
+        return None
 
     def spans(self, item):
         return [item["event_trigger"]] + [a["argument"] for a in item["arguments"]]
@@ -182,6 +196,10 @@ class EventItems(RecordItems):
     def item_schema(self, s):
         arg = {"type": "object", "properties": {"argument": s, "role": s}, "required": ["argument", "role"]}
         return {"event_trigger": s, "event_type": s, "arguments": {"type": "array", "items": arg, "maxItems": 4}}
+
+
+# The record list keys a unified record may carry, and their items (readers check gold with them).
+RECORD_ITEMS: dict[str, RecordItems] = {items.key: items for items in (EntityItems(), RelationItems(), EventItems())}
 
 
 # --- graph mentions ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from kgopt.core.schema import Record, Schema
+from kgopt.core.shapes import RECORD_ITEMS
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
 from kgopt.data.jsonio import iter_json
 from kgopt.errors import DataError
@@ -51,24 +52,21 @@ def read_iepile_schema(path: str | os.PathLike) -> Schema:
     return Schema.make(types, roles, type_roles)
 
 
-def check_labels(task_key: str, labels: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
+def check_labels(task_key: str, labels: Any, path: Path | None, lineno: int | None) -> list[dict[str, Any]]:
+    """``labels`` as the list of ``task_key`` items (``RECORD_ITEMS``) it must be, else ``DataError``."""
+    where = str(path) if path is not None else None
     if not isinstance(labels, list):
-        raise DataError(f"field {task_key!r} must be a list", str(path), lineno)
-    need = {
-        "entity": ("entity", "entity_type"),
-        "relation": ("head", "relation", "tail"),
-        "event": ("event_type", "event_trigger", "arguments"),
-    }[task_key]
+        raise DataError(f"field {task_key!r} must be a list", where, lineno)
+    items = RECORD_ITEMS[task_key]
     for i, item in enumerate(labels):
         if not isinstance(item, dict):
-            raise DataError(f"{task_key}[{i}] must be an object", str(path), lineno)
-        missing = [k for k in need if k not in item]
+            raise DataError(f"{task_key}[{i}] must be an object", where, lineno)
+        missing = [k for k in items.fields if k not in item]
         if missing:
-            raise DataError(f"{task_key}[{i}] lacks field(s) {', '.join(missing)}", str(path), lineno)
-        if task_key == "event":
-            args = item["arguments"]
-            if not isinstance(args, list) or not all(isinstance(a, dict) and "argument" in a and "role" in a for a in args):
-                raise DataError(f"event[{i}].arguments must be a list of {{argument, role}}", str(path), lineno)
+            raise DataError(f"{task_key}[{i}] lacks field(s) {', '.join(missing)}", where, lineno)
+        problem = items.problem(item)
+        if problem:
+            raise DataError(f"{task_key}[{i}].{problem}", where, lineno)
     return labels
 
 

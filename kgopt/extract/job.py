@@ -1,6 +1,6 @@
 """``kgopt extract``: run compiled programs over documents and build one knowledge graph.
 
-The unit of work is one LLM call: (document chunk, task, schema chunk). Units are planned
+The unit of work is one LLM call: (document window, task, schema chunk). Units are planned
 from the input in a stable order, run ``workers`` at a time, and each result is appended
 to ``OUT/results.jsonl`` as it arrives (``ResultLog``). A re-run skips every finished
 unit, so a killed job resumes where it stopped; the graph is then built from the log in
@@ -26,7 +26,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from kgopt.clients.lm import UsageSpan, as_connection
-from kgopt.core.chunking import chunk_spans
+from kgopt.core.windows import window_spans
 from kgopt.core.parsing import EMPTY, ERROR, INVALID
 from kgopt.core.schema import Schema, merge_schemas
 from kgopt.core.tasks import check_lang, get_task
@@ -38,7 +38,7 @@ from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
 from kgopt.graph.export import write_exports
 from kgopt.graph.view import VIEW, write_view
 
-DEFAULT_CHUNK_CHARS = 500  # fits OneKE-sized prompts (IEPile inputs are sentences to short paragraphs)
+DEFAULT_WINDOW_CHARS = 500  # fits OneKE-sized prompts (IEPile inputs are sentences to short paragraphs)
 UNPARSABLE = "unparsable"
 
 
@@ -70,7 +70,7 @@ class Unit:
     key: str
     doc: Document
     doc_index: int
-    chunk: int
+    window: int  # index of the document window (stored as "chunk" in results and provenance)
     start: int
     end: int
     task: TaskProgram
@@ -167,13 +167,13 @@ def plan_programs(
     return out
 
 
-def _unit_key(doc: Document, chunk: int, start: int, end: int, tp: TaskProgram, schema_chunk: list) -> str:
-    blob = dumps([doc.id, chunk, start, end, tp.task, tp.program_id, schema_chunk, doc.text[start:end]])
+def _unit_key(doc: Document, window: int, start: int, end: int, tp: TaskProgram, schema_chunk: list) -> str:
+    blob = dumps([doc.id, window, start, end, tp.task, tp.program_id, schema_chunk, doc.text[start:end]])
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
 def iter_units(
-    docs: Iterator[Document | BadLine], tasks: list[TaskProgram], chunk_chars: int
+    docs: Iterator[Document | BadLine], tasks: list[TaskProgram], window_chars: int
 ) -> Iterator[Unit | Document | BadLine]:
     """Units in input order; documents and bad lines are passed through (for counting)."""
     index = 0
@@ -181,12 +181,12 @@ def iter_units(
         yield doc
         if isinstance(doc, BadLine):
             continue
-        spans = chunk_spans(doc.text, chunk_chars)
+        spans = window_spans(doc.text, window_chars)
         for tp in tasks:
             for topic, schema in tp.schemas_for(doc):
                 for part, sc in enumerate(tp.program.chunks(schema)):
-                    for ci, (s, e) in enumerate(spans):
-                        yield Unit(_unit_key(doc, ci, s, e, tp, sc), doc, index, ci, s, e, tp, part, topic, sc)
+                    for wi, (s, e) in enumerate(spans):
+                        yield Unit(_unit_key(doc, wi, s, e, tp, sc), doc, index, wi, s, e, tp, part, topic, sc)
         index += 1
 
 
@@ -218,10 +218,10 @@ class ExtractReport:
 MAX_LISTED = 1000  # warnings kept in the report; the rest are counted
 
 
-def _survey(input_path, tasks, chunk_chars, skip_bad, report: ExtractReport) -> int:
+def _survey(options: ExtractOptions, plan: list[TaskProgram], report: ExtractReport) -> int:
     """The checking pass: every line read and every topic resolved before any LLM call."""
     warnings = 0
-    for item in iter_units(check_documents(input_path, skip_bad), tasks, chunk_chars):
+    for item in iter_units(check_documents(options.input_path, options.skip_bad), plan, options.window_chars):
         if isinstance(item, BadLine):
             report.bad_lines.append(item.as_dict())
         elif isinstance(item, Document):
@@ -235,6 +235,10 @@ def _survey(input_path, tasks, chunk_chars, skip_bad, report: ExtractReport) -> 
             report.units += 1
     if warnings > MAX_LISTED:
         report.warnings.append(f"... and {warnings - MAX_LISTED} more documents with invalid UTF-8")
+    for b in report.bad_lines:
+        logger.warning("skipped {}:{}: {}", b["path"], b["line"], b["reason"])
+    for w in report.warnings[:20]:
+        logger.warning(w)
     return report.units
 
 
@@ -245,7 +249,7 @@ def _run_unit(unit: Unit) -> dict[str, Any]:
     row = {
         "key": unit.key,
         "doc": unit.doc.id,
-        "chunk": unit.chunk,
+        "chunk": unit.window,  # the file field keeps its first name: existing logs resume
         "start": unit.start,
         "end": unit.end,
         "task": unit.task.task,
@@ -266,6 +270,32 @@ def _run_unit(unit: Unit) -> dict[str, Any]:
     return row
 
 
+@dataclass
+class ExtractOptions:
+    """What one ``kgopt extract`` job does (everything but the connection)."""
+
+    input_path: str | os.PathLike
+    lang: str
+    out_dir: Path
+    tasks: list[str] = field(default_factory=lambda: ["KG"])
+    programs: list[str | os.PathLike] = field(default_factory=list)
+    schemas: dict[str, str | os.PathLike] = field(default_factory=dict)
+    workers: int = 4
+    max_failures: int | None = None
+    window_chars: int = DEFAULT_WINDOW_CHARS
+    skip_bad: bool = False
+    data_dir: str | os.PathLike | None = None
+    progress: bool = True
+    graph_db: str | None = None  # also load the graph into FalkorDB or Neo4j (kgopt.graph.load)
+    graph_db_user: str | None = None
+    graph_db_password: str | None = None
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.workers < 1:
+            raise ConfigError("workers must be >= 1")
+
+
 def extract(
     input_path: str | os.PathLike,
     lang: str,
@@ -276,68 +306,80 @@ def extract(
     connection=None,  # a Connection, a function returning one, or None: the configured endpoint
     workers: int = 4,
     max_failures: int | None = None,
-    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    window_chars: int = DEFAULT_WINDOW_CHARS,
     skip_bad: bool = False,
     data_dir=None,
     progress: bool = True,
     neo4j: dict[str, Any] | None = None,
     graph_db: str | None = None,
     graph_db_user: str | None = None,
+    chunk_chars: int | None = None,
 ) -> ExtractReport:
     """Build (or resume) a graph from ``input_path`` into ``out_dir``; see the module doc.
 
     ``graph_db``: also load the graph into FalkorDB or Neo4j (a URI, see ``kgopt.graph.load``).
+    ``chunk_chars`` and ``neo4j`` (``{"uri", "user"?, "password"?}``) are the older names of
+    ``window_chars`` and ``graph_db``.
     """
-    if workers < 1:
-        raise ConfigError("workers must be >= 1")
-    started = time.monotonic()
-    out = Path(out_dir)
-    report = ExtractReport(out)
-    plan = plan_programs(lang, list(tasks), list(programs), schemas, data_dir)
-    _survey(input_path, plan, chunk_chars, skip_bad, report)
-    for b in report.bad_lines:
-        logger.warning("skipped {}:{}: {}", b["path"], b["line"], b["reason"])
-    for w in report.warnings[:20]:
-        logger.warning(w)
+    neo4j = neo4j or {}
+    options = ExtractOptions(
+        input_path, lang, out_dir, list(tasks), list(programs), dict(schemas or {}), workers, max_failures,
+        chunk_chars or window_chars, skip_bad, data_dir, progress, graph_db or neo4j.get("uri"),
+        graph_db_user or neo4j.get("user"), neo4j.get("password"),
+    )  # fmt: skip
+    return run_extract(options, connection)
 
-    with ResultLog(out / "results.jsonl") as log:
-        # Connect only now: bad input must not cost an embedded-model start.
-        connection = as_connection(connection)
-        lm = connection.lm
-        for tp in plan:
-            tp.program.set_lm(lm)
-        spent = UsageSpan(lm.usage)
-        try:
-            _execute(input_path, plan, chunk_chars, log, report, lm, workers, max_failures, progress)
-        finally:
-            report.usage = spent.counts()
-            report.seconds = round(time.monotonic() - started, 3)
-            if report.aborted:
-                _write_report(out, report)
-        graph, texts = _build(input_path, plan, chunk_chars, log, skip_bad)
+
+def run_extract(options: ExtractOptions, connection=None) -> ExtractReport:
+    """The job as steps: plan and check everything, call the model, build the graph, write it."""
+    started = time.monotonic()
+    report = ExtractReport(options.out_dir)
+    plan = plan_programs(options.lang, options.tasks, options.programs, options.schemas, options.data_dir)
+    _survey(options, plan, report)
+    with ResultLog(options.out_dir / "results.jsonl") as log:
+        _call_model(options, plan, log, report, connection, started)  # connects only now: bad input costs no model start
+        graph, texts = _build(options, plan, log)
+    _write_outputs(options, graph, texts, report)
+    report.seconds = round(time.monotonic() - started, 3)
+    _write_report(options.out_dir, report)
+    return report
+
+
+def _call_model(options: ExtractOptions, plan, log: ResultLog, report: ExtractReport, connection, started: float) -> None:
+    lm = as_connection(connection).lm
+    for tp in plan:
+        tp.program.set_lm(lm)
+    spent = UsageSpan(lm.usage)
+    try:
+        _execute(options, plan, log, report, lm)
+    finally:
+        report.usage = spent.counts()
+        report.seconds = round(time.monotonic() - started, 3)
+        if report.aborted:
+            _write_report(options.out_dir, report)
+
+
+def _write_outputs(options: ExtractOptions, graph, texts: dict[str, str], report: ExtractReport) -> None:
+    """The exports and the view, then the graph database if one is named."""
     report.graph = {"nodes": len(graph.nodes), "triples": len(graph.edges)}
-    report.exports = {k: str(v) for k, v in write_exports(graph, out).items()}
-    report.exports[VIEW] = str(write_view(graph, out / VIEW, texts))
-    if neo4j:  # the older spelling of graph_db for Neo4j: {"uri", "user"?, "password"?}
-        graph_db, graph_db_user = neo4j["uri"], neo4j.get("user")
-    if graph_db:
+    report.exports = {k: str(v) for k, v in write_exports(graph, options.out_dir).items()}
+    report.exports[VIEW] = str(write_view(graph, options.out_dir / VIEW, texts))
+    if options.graph_db:
         from kgopt.graph.load import load_graph
 
-        load_graph(graph, graph_db, user=graph_db_user, password=(neo4j or {}).get("password"))
-    report.seconds = round(time.monotonic() - started, 3)
-    _write_report(out, report)
-    return report
+        load_graph(graph, options.graph_db, user=options.graph_db_user, password=options.graph_db_password)
 
 
 def _write_report(out: Path, report: ExtractReport) -> None:
     write_atomic(out / "report.json", lambda fh: fh.write(dumps(report.as_dict(), indent=2) + "\n"))
 
 
-def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractReport, lm, workers, max_failures, progress) -> None:
+def _execute(options: ExtractOptions, plan: list[TaskProgram], log: ResultLog, report: ExtractReport, lm) -> None:
+    workers, max_failures = options.workers, options.max_failures
     docs_total = report.documents
     remaining: dict[int, int] = {}  # doc index -> units not yet finished
     docs_done = 0
-    bar = tqdm(total=report.units, desc="extract", unit="call", dynamic_ncols=True, disable=not progress)
+    bar = tqdm(total=report.units, desc="extract", unit="call", dynamic_ncols=True, disable=not options.progress)
     pending: dict[Future, Unit] = {}
     failures = 0
     spent = UsageSpan(lm.usage)
@@ -361,7 +403,7 @@ def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractRepor
                 report.failed.append(
                     {k: row.get(k) for k in ("doc", "chunk", "start", "end", "task", "topic", "part", "error")}
                 )
-                logger.debug("{} chunk {} {}: {}", row["doc"], row["chunk"], row["task"], row["error"])
+                logger.debug("{} window {} {}: {}", row["doc"], row["chunk"], row["task"], row["error"])
             elif row["status"] == UNPARSABLE:
                 report.unparsable += 1
             else:
@@ -375,7 +417,7 @@ def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractRepor
     last_doc = -1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kgopt-extract")
     try:
-        for item in iter_units(check_documents(input_path, skip_bad=True), plan, chunk_chars):
+        for item in iter_units(check_documents(options.input_path, skip_bad=True), plan, options.window_chars):
             if isinstance(item, (Document, BadLine)):
                 if isinstance(item, Document):
                     last_doc += 1
@@ -411,12 +453,12 @@ def _execute(input_path, plan, chunk_chars, log: ResultLog, report: ExtractRepor
         bar.close()
 
 
-def _build(input_path, plan, chunk_chars, log: ResultLog, skip_bad: bool):
+def _build(options: ExtractOptions, plan: list[TaskProgram], log: ResultLog):
     """The graph from the log, in input order (the current job's units only), and the texts of
     the documents it came from (the graph view quotes their sentences)."""
     builder = GraphBuilder()
     texts: dict[str, str] = {}
-    for item in iter_units(check_documents(input_path, skip_bad=True), plan, chunk_chars):
+    for item in iter_units(check_documents(options.input_path, skip_bad=True), plan, options.window_chars):
         if isinstance(item, Unit):
             row = log.get(item.key)
             if row and row["status"] != FAILED:

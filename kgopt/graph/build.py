@@ -7,7 +7,7 @@ Two steps:
    plus its type (the surface forms it was seen under are kept as aliases); a mention
    without a type (RE heads/tails, event arguments, OneKE KG tails) joins the typed entity
    of the same name when exactly one exists, or else the one typed in its own document.
-   Duplicate triples collapse into one edge with a count and the provenance of every chunk
+   Duplicate triples collapse into one edge with a count and the provenance of every window
    that produced it.
 
 Everything is ordered by the input's order, never by completion order, so the graph of a
@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from kgopt.core.chunking import find_span
+from kgopt.core.windows import find_span
 from kgopt.core.shapes import shape_named
 from kgopt.core.tasks import TASKS, get_task
 
@@ -167,7 +167,7 @@ class GraphBuilder:
                 seen_units[ek] = set()
             unit = (prov.get("doc"), prov.get("chunk"), prov.get("task"))
             if unit in seen_units[ek]:
-                continue  # one chunk saying it twice is still one observation
+                continue  # one window saying it twice is still one observation
             seen_units[ek].add(unit)
             edge.count += 1
             edge.provenance.append(prov)

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kgopt.core.chunking import sentence_around
+from kgopt.core.windows import sentence_around
 from kgopt.data.jsonio import dumps, write_atomic
 from kgopt.errors import ArtifactError
 from kgopt.graph.build import Graph
@@ -42,7 +42,7 @@ def _cytoscape_js() -> str:
 
 
 def _quote(where: dict[str, Any], span, documents: dict[str, str]) -> dict[str, Any]:
-    """Provenance for the panel: document, chunk, task, and the sentence with the span's offsets in it."""
+    """Provenance for the panel: document, window, task, and the sentence with the span's offsets in it."""
     out = {"doc": where.get("doc"), "chunk": where.get("chunk"), "task": where.get("task"), "text": where.get("text")}
     text = documents.get(str(where.get("doc")))
     if text is not None and span and 0 <= span[0] < span[1] <= len(text):

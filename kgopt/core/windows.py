@@ -1,7 +1,8 @@
-"""Split long documents into model-sized chunks, keeping character offsets.
+"""Split long documents into model-sized windows, keeping character offsets.
 
-Pure: no I/O. A chunk is a ``(start, end)`` slice of the document; ``text[start:end]`` is
-what the model sees, so every span found in a chunk maps back to the document exactly.
+Pure: no I/O. A window is a ``(start, end)`` slice of the document; ``text[start:end]`` is
+what the model sees, so every span found in a window maps back to the document exactly.
+(A "chunk" is something else: a slice of the schema asked in one instruction, core/schema.py.)
 Cuts prefer a sentence end (Chinese or Latin punctuation, or a line break), then a space,
 and only cut mid-word when a "sentence" is longer than the whole window.
 """
@@ -24,11 +25,11 @@ def _last_break(text: str, start: int, limit: int, pattern: re.Pattern) -> int |
     return best
 
 
-def chunk_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
+def window_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
     """``(start, end)`` slices covering ``text``'s non-blank content, each at most ``max_chars``.
 
-    Leading/trailing whitespace of each chunk is trimmed (the offsets move with it); a
-    blank document has no chunks.
+    Leading/trailing whitespace of each window is trimmed (the offsets move with it); a
+    blank document has no windows.
     """
     if max_chars < 1:
         raise ValueError("max_chars must be >= 1")

@@ -1,14 +1,14 @@
-"""kgopt.core.chunking: document windows with offsets, spans and the sentence around a span."""
+"""kgopt.core.windows: document windows with offsets, spans and the sentence around a span."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kgopt.core.chunking import chunk_spans, find_span, sentence_around
+from kgopt.core.windows import window_spans, find_span, sentence_around
 
 
 def test_chunks_cut_at_sentence_ends_and_keep_offsets():
     text = "华为公司总部位于深圳。任正非于1987年创立华为。Huawei is based in Shenzhen. It was founded in 1987."
-    spans = chunk_spans(text, 30)
+    spans = window_spans(text, 30)
     assert [text[s:e] for s, e in spans] == [
         "华为公司总部位于深圳。任正非于1987年创立华为。",
         "Huawei is based in Shenzhen.",
@@ -17,17 +17,17 @@ def test_chunks_cut_at_sentence_ends_and_keep_offsets():
 
 
 def test_chunks_of_blank_unpunctuated_and_short_texts():
-    assert chunk_spans("   \n ", 10) == []
-    assert chunk_spans("短文本", 10) == [(0, 3)]
+    assert window_spans("   \n ", 10) == []
+    assert window_spans("短文本", 10) == [(0, 3)]
     long = "字" * 25  # no break anywhere: hard cuts
-    assert chunk_spans(long, 10) == [(0, 10), (10, 20), (20, 25)]
-    assert chunk_spans("aaa bbb ccc ddd", 8) == [(0, 7), (8, 15)]  # cut at a space, the space dropped
+    assert window_spans(long, 10) == [(0, 10), (10, 20), (20, 25)]
+    assert window_spans("aaa bbb ccc ddd", 8) == [(0, 7), (8, 15)]  # cut at a space, the space dropped
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab 。.\n华为x!?", max_size=200), st.integers(1, 40))
 def test_chunks_cover_all_content_in_order(text, size):
-    spans = chunk_spans(text, size)
+    spans = window_spans(text, size)
     pos = 0
     for s, e in spans:
         assert pos <= s < e <= len(text) and e - s <= size
