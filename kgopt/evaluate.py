@@ -24,7 +24,7 @@ from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.core.parsing import ERROR
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.data.jsonio import dumps, iter_json, write_jsonl
-from kgopt.data.readers import Example, load_examples
+from kgopt.data.readers import AskedRecord, load_examples
 from kgopt.errors import BudgetExceeded
 from kgopt.program import IEProgram, load_program
 
@@ -47,7 +47,7 @@ class Evaluation:
         }
 
 
-def prediction_lines(program: IEProgram, ex: Example, pred: dspy.Prediction | None, error: str | None = None) -> list[dict[str, Any]]:
+def prediction_lines(program: IEProgram, ex: AskedRecord, pred: dspy.Prediction | None, error: str | None = None) -> list[dict[str, Any]]:
     """Evaluator-format lines for one record: one per schema chunk."""
     rec = ex.record
     label = json.dumps(rec.labels, ensure_ascii=False)
@@ -73,7 +73,7 @@ def prediction_lines(program: IEProgram, ex: Example, pred: dspy.Prediction | No
 
 def run_program(
     program: IEProgram,
-    examples: list[Example],
+    examples: list[AskedRecord],
     connection: Connection,
     threads: int = 1,
     partial_path: Path | None = None,

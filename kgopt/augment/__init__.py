@@ -4,6 +4,6 @@
 and the augmented files under ``dataset/augmented/``.
 """
 
-from kgopt.augment.generate import AugmentReport, augment
+from kgopt.augment.generate import AugmentOptions, AugmentReport, augment, run_augment
 
-__all__ = ["augment", "AugmentReport"]
+__all__ = ["augment", "run_augment", "AugmentOptions", "AugmentReport"]

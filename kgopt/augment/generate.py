@@ -151,50 +151,66 @@ def _existing(path: Path) -> list[dict[str, Any]]:
     return [obj for _, obj in iter_json(path)] if path.is_file() else []
 
 
-def augment(
-    task: str,
-    lang: str,
-    connection=None,
-    source: str | None = None,
-    per_label: int = 3,
-    seed: int = 0,
-    data_dir=None,
-    out_dir=None,
-    max_labels: int | None = None,
-    constrained: bool = True,
-) -> AugmentReport:
-    """Generate, check and store augmented samples; returns the counts (see module doc)."""
-    spec = get_task(TASK_FOLDER[get_task(task).name])  # EET and EEA train on EE's records
-    check_lang(lang)
-    out_root = Path(out_dir) if out_dir else default_data_dir() / "augmented"
-    units = _units(spec, lang, source, data_dir, out_root)  # reads (and checks) the data before any call
+@dataclass
+class AugmentOptions:
+    """What one ``kgopt augment`` run asks for (everything but the connection)."""
+
+    task: str
+    lang: str
+    source: str | None = None
+    per_label: int = 3  # samples asked per label
+    seed: int = 0
+    data_dir: str | Path | None = None
+    out_dir: str | Path | None = None  # None: <data>/augmented
+    max_labels: int | None = None  # labels asked per source or topic
+    constrained: bool = True  # JSON-schema constrained decoding of the samples
+
+    def __post_init__(self) -> None:
+        check_lang(self.lang)
+        self.out_root = Path(self.out_dir) if self.out_dir else default_data_dir() / "augmented"
+
+    @property
+    def spec(self):
+        return get_task(TASK_FOLDER[get_task(self.task).name])  # EET and EEA train on EE's records
+
+
+def augment(task: str, lang: str, connection=None, **options: Any) -> AugmentReport:
+    """Generate, check and store augmented samples; ``options`` are ``AugmentOptions``' fields.
+    Returns the counts (see module doc)."""
+    return run_augment(AugmentOptions(task, lang, **options), connection)
+
+
+def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
+    """Augmentation as steps: read the data, then per label show examples, ask, check, keep."""
+    o, spec = options, options.spec
+    units = _units(spec, o.lang, o.source, o.data_dir, o.out_root)  # reads (and checks) the data before any call
     connection = as_connection(connection)
-    report = AugmentReport(spec.name, lang, connection.model, seed)
+    report = AugmentReport(spec.name, o.lang, connection.model, o.seed)
     spent = UsageSpan(connection.lm.usage)
     items = shape_named(spec.shape).record  # what a sample's labels are
     store = _SampleStore(spec, units)
-    rng = random.Random(seed)
+    rng = random.Random(o.seed)
     try:
-        for i, (unit, label) in enumerate(tqdm(_jobs(units, items, max_labels), desc=f"augment {spec.name}/{lang}", unit="label", dynamic_ncols=True)):
+        for i, (unit, label) in enumerate(tqdm(_jobs(units, items, o.max_labels), desc=f"augment {spec.name}/{o.lang}", unit="label", dynamic_ncols=True)):
             shown = _examples_shown(unit, label, items, rng)
             stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
-            stats["asked"] += per_label
-            report.asked += per_label
-            samples = _ask(connection.lm, lang, unit, label, items, shown, per_label, seed * 100003 + i, constrained, report)
-            for sample in samples[:per_label]:
+            stats["asked"] += o.per_label
+            report.asked += o.per_label
+            samples = _ask(connection.lm, o.lang, unit, label, items, shown, o.per_label, o.seed * 100003 + i, o.constrained, report)
+            for sample in samples[: o.per_label]:
                 report.received += 1
                 rec, reason = store.check(unit, sample)
                 if reason:
                     report.rejected[reason] += 1
                     continue
-                store.keep(unit, rec, _provenance(connection, seed, label, shown))
+                store.keep(unit, rec, _provenance(connection, o.seed, label, shown))
                 report.accepted += 1
                 stats["accepted"] += 1
     finally:
         # Whatever was accepted before an interruption is written.
         report.files = store.write(report.files)
         report.llm = spent.counts()
-        _write_report(report, out_root, spec.name, lang, source, seed)
+        _write_report(report, o.out_root, spec.name, o.lang, o.source, o.seed)
     return report
 
 

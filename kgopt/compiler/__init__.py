@@ -8,6 +8,6 @@
 - ``manifest``: what a compiled program records about how it was made.
 """
 
-from kgopt.compiler.study import CompileResult, compile_program
+from kgopt.compiler.study import CompileOptions, CompileResult, compile_program, run_compile
 
-__all__ = ["compile_program", "CompileResult"]
+__all__ = ["compile_program", "run_compile", "CompileOptions", "CompileResult"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kgopt.core.schema import Schema
-from kgopt.data.readers import Example, default_data_dir, split_files
+from kgopt.data.readers import AskedRecord, default_data_dir, split_files
 
 
 def file_sha256(path: str | Path) -> str:
@@ -44,7 +44,7 @@ def schema_json(schema: Schema) -> dict[str, Any]:
     return {"types": list(schema.types), "roles": list(schema.roles), "type_roles": {k: list(v) for k, v in schema.type_roles.items()}}
 
 
-def schemas_of(examples: list[Example]) -> dict[str, dict[str, Any]]:
+def schemas_of(examples: list[AskedRecord]) -> dict[str, dict[str, Any]]:
     """One schema per source (InstructIE: per topic), for ``kgopt.load`` to ask with."""
     out: dict[str, dict[str, Any]] = {}
     for ex in examples:
@@ -61,9 +61,9 @@ def now() -> str:
 class TrainingData:
     """What a study compiles on, as its manifest records it."""
 
-    train: list[Example]
-    augmented: list[Example]
-    dev: list[Example]
+    train: list[AskedRecord]
+    augmented: list[AskedRecord]
+    dev: list[AskedRecord]
     data_dir: str | Path | None
     augmented_root: Path
     source: str | None

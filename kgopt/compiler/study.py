@@ -5,8 +5,8 @@ One study per task/language (name ``<TASK>_<lang>`` unless told), in a real data
 count towards ``--trials``; a trial that was running when its process died is failed by
 Optuna's heartbeat, not counted, and run again once. Several workers may run the command on one
 study at once: the creator sets it up, and together they finish exactly ``--trials`` trials,
-each configuration once. ``compile_program`` reads as its steps: load data, connect, open the
-study, set it up, score the baseline, run trials, write the best. The test split is never read.
+each configuration once. ``run_compile`` reads as its steps over ``CompileOptions``: load data,
+connect, open the study, set it up, score the baseline, run trials, write the best. The test split is never read.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from kgopt.compiler.storage import default_storage, fail_dead_trials, open_stora
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
-from kgopt.data.readers import Example, default_data_dir, load_examples
+from kgopt.data.readers import AskedRecord, default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded, ConfigError, DataError
 from kgopt.evaluate import run_program
 from kgopt.program import IEProgram
@@ -68,8 +68,8 @@ class Compiler:
         task: str,
         lang: str,
         connection: Connection,
-        train: list[Example],
-        dev: list[Example],
+        train: list[AskedRecord],
+        dev: list[AskedRecord],
         optimizers: tuple[str, ...],
         max_demos: int,
         seed: int,
@@ -212,72 +212,97 @@ def _same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     return None
 
 
-def compile_program(
-    task: str,
-    lang: str,
-    connection: Connection | None = None,
-    source: str | None = None,
-    optimizer: str | None = None,
-    trials: int = 8,
-    storage: str | None = None,
-    study_name: str | None = None,
-    max_calls: int | None = None,
-    out: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    augmented: bool = True,
-    augmented_dir: str | Path | None = None,
-    train_limit: int | None = 40,
-    dev_limit: int | None = 8,
-    max_demos: int = 4,
-    instruction_proposals: int = 2,
-    seed: int = 0,
-    threads: int = 1,
-    compiled_dir: str | Path = "compiled",
-) -> CompileResult:
-    """Run (or resume) the study for one task/language and write the best program. See module doc."""
-    spec = get_task(task)
-    check_lang(lang)
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    optimizers = (optimizer,) if optimizer else DEFAULT_OPTIMIZERS
-    if trials < 1 or max_demos < 0:
-        raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
-    compiled_dir = Path(compiled_dir)
-    out_path = Path(out) if out else compiled_dir / f"{spec.name}_{lang}.json"
+@dataclass
+class CompileOptions:
+    """What one ``kgopt compile`` run does (everything but the connection); checked on creation."""
 
-    # Data first: a bad file fails before any LLM call.
-    data = _load_data(spec.name, lang, data_dir, source, train_limit, dev_limit, augmented, augmented_dir)
-    train, aug, dev = data.train, data.augmented, data.dev
+    task: str
+    lang: str
+    source: str | None = None
+    optimizer: str | None = None  # one of OPTIMIZERS; None: the study chooses among DEFAULT_OPTIMIZERS
+    trials: int = 8
+    storage: str | None = None  # an SQLAlchemy URL; None: SQLite in compiled_dir
+    study_name: str | None = None  # None: <TASK>_<lang>
+    max_calls: int | None = None  # LLM requests this run may send
+    out: str | Path | None = None  # None: compiled_dir/<TASK>_<lang>.json
+    data_dir: str | Path | None = None
+    augmented: bool = True
+    augmented_dir: str | Path | None = None
+    train_limit: int | None = 40
+    dev_limit: int | None = 8
+    max_demos: int = 4
+    instruction_proposals: int = 2
+    seed: int = 0
+    threads: int = 1
+    compiled_dir: str | Path = "compiled"
 
+    def __post_init__(self) -> None:
+        self.task = get_task(self.task).name
+        check_lang(self.lang)
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.trials < 1 or self.max_demos < 0:
+            raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
+        self.compiled_dir = Path(self.compiled_dir)
+
+    @property
+    def optimizers(self) -> tuple[str, ...]:
+        return (self.optimizer,) if self.optimizer else DEFAULT_OPTIMIZERS
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.out) if self.out else self.compiled_dir / f"{self.task}_{self.lang}.json"
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"{self.task}_{self.lang}"
+
+    @property
+    def url(self) -> str:
+        return self.storage or default_storage(self.compiled_dir)
+
+
+def compile_program(task: str, lang: str, connection: Connection | None = None, **options: Any) -> CompileResult:
+    """Run (or resume) the study for one task/language and write the best program; ``options``
+    are ``CompileOptions``' fields. See the module doc."""
+    return run_compile(CompileOptions(task, lang, **options), connection)
+
+
+def run_compile(options: CompileOptions, connection: Connection | None = None) -> CompileResult:
+    """The compile as steps: data, connection, study, set-up, baseline, trials, the best written."""
+    o = options
+    data = _load_data(o.task, o.lang, o.data_dir, o.source, o.train_limit, o.dev_limit, o.augmented, o.augmented_dir)  # fails before any LLM call
     connection = as_connection(connection)
     lm = connection.lm
-    if max_calls is not None:
-        lm.max_calls = lm.requests_sent + max_calls
+    if o.max_calls is not None:
+        lm.max_calls = lm.requests_sent + o.max_calls
     spent = UsageSpan(lm.usage)  # this run's calls (a resumed study's earlier runs are in its trials)
-
-    url = storage or default_storage(compiled_dir)
-    name = study_name or f"{spec.name}_{lang}"
-    study, created = _open_study(url, name, seed)
-    attrs = study.user_attrs
-    if attrs.get("task", spec.name) != spec.name or attrs.get("lang", lang) != lang:
-        raise ConfigError(f"study {name!r} in {redact_url(url)} is for {attrs.get('task')}/{attrs.get('lang')}, not {spec.name}/{lang}")
-
-    trials_dir = Path("runs") / "compile" / name
-    comp = Compiler(spec.name, lang, connection, train + aug, dev, optimizers, max_demos, seed, threads, trials_dir)
-    comp.trials = trials
+    study, created = _study_for(o)
+    comp = Compiler(o.task, o.lang, connection, data.train + data.augmented, data.dev, o.optimizers, o.max_demos, o.seed, o.threads,
+                    Path("runs") / "compile" / o.name)
+    comp.trials = o.trials
     try:
-        _set_up(study, created, comp, train, dev, instruction_proposals)
+        _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals)
         _score_baseline(study, comp)
-        _run_trials(study, comp, trials, url, spent)
+        _run_trials(study, comp, o.trials, o.url, spent)
         if comp.budget_spent:
-            logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", max_calls)
-        return _write_best(study, comp, out_path, url, data, spent)
+            logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", o.max_calls)
+        return _write_best(study, comp, o.out_path, o.url, data, spent)
     finally:
         u = spent.counts()
         logger.info("LLM use: {} calls, {} tokens, {} from cache, {} failed", u["calls"], u["total_tokens"], u["cache_hits"], u["failures"])
 
 
 SETUP_WAIT_SECONDS = 120  # how long a joining worker waits for the creator to set the study up
+
+
+def _study_for(o: CompileOptions) -> tuple[optuna.Study, bool]:
+    """The options' study, opened or created; one made for another task/language is refused."""
+    study, created = _open_study(o.url, o.name, o.seed)
+    attrs = study.user_attrs
+    if attrs.get("task", o.task) != o.task or attrs.get("lang", o.lang) != o.lang:
+        raise ConfigError(f"study {o.name!r} in {redact_url(o.url)} is for {attrs.get('task')}/{attrs.get('lang')}, not {o.task}/{o.lang}")
+    return study, created
 
 
 def _open_study(url: str, name: str, seed: int) -> tuple[optuna.Study, bool]:
@@ -296,7 +321,7 @@ def _open_study(url: str, name: str, seed: int) -> tuple[optuna.Study, bool]:
         return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner), False
 
 
-def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Example], dev: list[Example], proposals: int) -> None:
+def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[AskedRecord], dev: list[AskedRecord], proposals: int) -> None:
     """Fix the study's choices once: instruction candidates and warm starts (by one worker)."""
     if "instructions" not in study.user_attrs and not created:
         _wait_for_set_up(study)
@@ -385,7 +410,7 @@ def _study_splits(study: optuna.Study, spec) -> tuple[int, ...]:
 def _load_data(task, lang, data_dir, source, train_limit, dev_limit, augmented, augmented_dir) -> mf.TrainingData:
     """Train, augmented-train and dev examples (the test split is never read)."""
     train = load_examples(task, lang, "train", data_dir=data_dir, source=source, limit=train_limit)
-    aug: list[Example] = []
+    aug: list[AskedRecord] = []
     aug_root = Path(augmented_dir) if augmented_dir else default_data_dir() / "augmented"
     if augmented and aug_root.is_dir():
         try:

@@ -15,10 +15,10 @@ import ujson
 
 from kgopt.core.scoring import extract_official, match_count, prf
 from kgopt.core.tasks import TaskSpec
-from kgopt.data.readers import Example
+from kgopt.data.readers import AskedRecord
 
 
-def chunk_examples(spec: TaskSpec, examples: list[Example], split_size: int, positive_only: bool = True) -> list[dspy.Example]:
+def chunk_examples(spec: TaskSpec, examples: list[AskedRecord], split_size: int, positive_only: bool = True) -> list[dspy.Example]:
     out = []
     for ex in examples:
         for chunk in spec.chunks(ex.schema, ex.record, split_size):

@@ -206,8 +206,8 @@ def list_sources(task: str, lang: str, data_dir=None) -> list[str]:
 
 
 @dataclass
-class Example:
-    """A record with the schema it is asked against."""
+class AskedRecord:
+    """A record with the schema it is asked against (a dspy.Example is one schema chunk of it)."""
 
     record: Record
     schema: Schema
@@ -220,13 +220,13 @@ def load_examples(
     data_dir=None,
     source: str | None = None,
     limit: int | None = None,
-) -> list[Example]:
+) -> list[AskedRecord]:
     """Records of one task/language/split, each with its schema. ``limit`` applies per source."""
     spec = get_task(task)
     check_lang(lang)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    out: list[Example] = []
+    out: list[AskedRecord] = []
     if spec.dataset == "instructie":
         root = instructie_root(data_dir)
         schemas = read_instructie_schema(root / f"schema_{lang}.json")
@@ -236,7 +236,7 @@ def load_examples(
                 break
             if rec.cate not in schemas:
                 raise DataError(f"record {rec.id}: topic {rec.cate!r} is not in schema_{lang}.json", str(path))
-            out.append(Example(rec, schemas[rec.cate]))
+            out.append(AskedRecord(rec, schemas[rec.cate]))
         return out
     sources = [source] if source else list_sources(spec.name, lang, data_dir)
     read_any = False
@@ -258,7 +258,7 @@ def load_examples(
             # EEA is asked with the record's triggers: a record with no event asks nothing.
             if spec.given_triggers and not rec.labels:
                 continue
-            out.append(Example(rec, schema))
+            out.append(AskedRecord(rec, schema))
             n += 1
     if not read_any:
         raise DataError(f"no {spec.name} source has a {split} split", str(iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]))
