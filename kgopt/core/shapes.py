@@ -21,7 +21,7 @@ Adding a shape is one subclass registered in ``SHAPES``.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from kgopt.core.tasks import NAN
 
@@ -56,6 +56,22 @@ class Collector:
     def drop(self, why: str) -> None:
         if len(self.problems) < 50:  # a runaway output must not make a runaway report
             self.problems.append(why)
+
+
+def keyed_strings(obj: dict, allowed: set, col: Collector, what: str, report_non_strings: bool = True) -> Iterator[tuple[str, str]]:
+    """``(key, string)`` for each string value of ``obj`` under an allowed key; a key not
+    allowed is dropped with its reason (``what``: how the reason names it)."""
+    for key, values in obj.items():
+        if key not in allowed:
+            col.drop(f"{what} not in schema: {key!r}")
+            continue
+        for v in as_list(values):
+            s = clean_str(v)
+            if s is None:
+                if report_non_strings and v != NAN and v != "":
+                    col.drop(f"{key}: not a string: {str(v)[:40]!r}")
+                continue
+            yield key, s
 
 
 def json_key(x: Any) -> Any:
@@ -272,18 +288,8 @@ class Entities(AnswerShape):
     record = EntityItems()
 
     def parse(self, obj, chunk, col):
-        allowed = set(chunk)
-        for label, values in obj.items():
-            if label not in allowed:
-                col.drop(f"label not in schema: {label!r}")
-                continue
-            for v in as_list(values):
-                s = clean_str(v)
-                if s is None:
-                    if v != NAN and v != "":
-                        col.drop(f"{label}: not a string: {str(v)[:40]!r}")
-                    continue
-                col.labels.append(self.label(s, label))
+        for label, s in keyed_strings(obj, set(chunk), col, "label"):
+            col.labels.append(self.label(s, label))
 
     def label(self, span: str, label: str) -> dict[str, Any]:
         return {self.item_key: span, self.type_key: label}
@@ -401,14 +407,8 @@ def _arguments(args: Any, roles: set[str], label: str, col: Collector) -> list[d
         if args not in (None, NAN, "", [], {}):
             col.drop(f"{label}: arguments are not an object")
         return out
-    for role, value in args.items():
-        if role not in roles:
-            col.drop(f"{label}: role not in schema: {role!r}")
-            continue
-        for v in as_list(value):
-            s = clean_str(v)
-            if s is not None:
-                out.append({"argument": s, "role": role})
+    for role, s in keyed_strings(args, roles, col, f"{label}: role", report_non_strings=False):
+        out.append({"argument": s, "role": role})
     return out
 
 
