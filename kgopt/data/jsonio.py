@@ -6,7 +6,6 @@ files are read line by line; an array file is decoded element by element from a 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -141,8 +140,9 @@ def write_jsonl(path: str | os.PathLike, rows: Iterator[Any] | list[Any]) -> int
     return n
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[io.TextIOBase], None]) -> None:
-    """Write a text file through ``write(fh)`` to a temp name, fsync, then rename into place.
+def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False) -> None:
+    """Write a file through ``write(fh)`` to a temp name, fsync, then rename into place; if
+    ``write`` raises (e.g. a failed check of what it wrote), the file is left as it was.
 
     The temp name is per process, so two processes writing the same file (two compile workers
     of one study) each replace it whole, never interleaved.
@@ -151,7 +151,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[io.TextIOBase], None]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline="") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
