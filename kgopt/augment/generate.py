@@ -30,7 +30,7 @@ from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
 from kgopt.core.shapes import RecordItems, shape_named
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
-from kgopt.data.jsonio import dumps, iter_json, write_jsonl
+from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
 from kgopt.data.readers import default_data_dir, iepile_root, instructie_root, list_sources, load_examples
 from kgopt.errors import BudgetExceeded, DataError
 
@@ -311,4 +311,4 @@ def _write_report(report: AugmentReport, out_root: Path, task: str, lang: str, s
         rep_dir = out_root / "reports"
         rep_dir.mkdir(parents=True, exist_ok=True)
         name = f"{task}_{lang}_{source or 'all'}_seed{seed}.json"
-        (rep_dir / name).write_text(dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_atomic(rep_dir / name, lambda fh: fh.write(dumps(report.to_json(), indent=2) + "\n"))

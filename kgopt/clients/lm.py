@@ -336,8 +336,12 @@ def connect(
     max_tokens: int = 512,
     cache: bool = True,
     max_calls: int | None = None,
+    cache_namespace: str | None = None,
 ) -> Connection:
     """Build the LM for a config, starting the embedded model if no endpoint is set.
+
+    ``cache_namespace``: answers cached under another namespace are not reused (a benchmark
+    gives each method its own, so none gets another's answers for free).
 
     Call this from the main thread: the embedded server is tied to the thread that starts it.
     """
@@ -359,7 +363,7 @@ def connect(
         api_base=api_base,
         model=model,
         api_key=config.api_key,
-        identity=identity,
+        identity=f"{identity}|cache:{cache_namespace}" if cache_namespace else identity,
         temperature=temperature,
         max_tokens=max_tokens,
         timeout=config.timeout,

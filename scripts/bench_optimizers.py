@@ -1,0 +1,339 @@
+"""Benchmark: kgopt compile against plain DSPy optimisers at the same LLM-call budget.
+
+Every method gets the same model (the configured endpoint, else the embedded Qwen), the same
+train and dev records, the same `IEProgram` and chunk metric, and the same budget B of LLM
+requests that reach the model (a hard cap: `EndpointLM.max_calls`). Each (method, seed) asks
+under its own response-cache namespace, so no method gets another's answers for free. Every
+resulting program is then scored on the test split, which no method sees (test calls are
+counted apart from B).
+
+Methods:
+- zero_shot:     the task's OneKE instruction, no demonstrations (no calls before the test).
+- few_shot:      LabeledFewShot, 3 demonstrations similar to each input, default split.
+- mipro:         DSPy MIPROv2 (instruction proposals x bootstrapped demo sets, its own TPE
+                 search), settings scaled to B, selecting on the dev records.
+- bootstrap_rs:  DSPy BootstrapFewShotWithRandomSearch, candidates scaled to B, selecting on dev.
+- gepa:          DSPy GEPA (reflective instruction evolution; the same model reflects),
+                 max_metric_calls scaled to B, from 3 gold demonstrations, selecting on dev.
+- kgopt:         `kgopt compile --max-calls B` (the study stops when B is spent).
+- kgopt_augmented: `kgopt augment` on the train records (a quarter of B at most), then
+                 `kgopt compile` on train + accepted samples with what is left of B.
+
+A method that fails (its error, e.g. a small model that cannot follow DSPy's proposal
+prompts, or a DSPy optimiser that needed more than B calls) is reported with its error.
+
+    .venv/bin/python scripts/bench_optimizers.py --tasks NER:en,RE:zh --budget 40 --seeds 3
+    .venv/bin/python scripts/bench_optimizers.py --tasks NER:en --budget 40 --json
+
+Prints a markdown table (mean/min/max held-out F1 over seeds, calls, tokens, seconds) or, with
+--json, one object {"NER/en": {"zero_shot": {"mean", "min", "max", "calls", ...}, ...}}; every
+run is appended as JSON to runs/bench-optimizers/runs.jsonl as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import dspy
+import ujson
+from loguru import logger
+
+from kgopt.clients.config import resolve_endpoint
+from kgopt.clients.lm import Connection, connect
+from kgopt.compiler import compile_program
+from kgopt.compiler.optimizers import run_optimizer
+from kgopt.compiler.trainset import chunk_examples, make_feedback_metric, make_metric
+from kgopt.core.tasks import get_task
+from kgopt.data.readers import default_data_dir, load_examples
+from kgopt.errors import BudgetExceeded
+from kgopt.evaluate import evaluate
+from kgopt.program import IEProgram, ProgramSettings
+
+METHODS = ("zero_shot", "few_shot", "mipro", "bootstrap_rs", "gepa", "kgopt", "kgopt_augmented")
+DETERMINISTIC = ("zero_shot",)  # the same program and answers whatever the seed: run once
+DEMOS = 3  # the obvious few-shot setting, and the demo cap of every method
+SOURCES = {"NER/en": "CrossNER_AI", "RE/zh": "DuIE2.0", "EE/zh": "FewFC", "RE/en": "CoNLL2004", "EE/en": "PHEE", "NER/zh": "WeiboNER"}
+OUT = Path("runs/bench-optimizers")
+
+
+@dataclass
+class Case:
+    """One task/language and the records every method shares."""
+
+    task: str
+    lang: str
+    source: str | None
+    data_dir: Path
+    train_limit: int
+    dev_limit: int
+    test_limit: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.lang}"
+
+    def load(self, split: str, limit: int):
+        return load_examples(self.task, self.lang, split, data_dir=self.data_dir, source=self.source, limit=limit)
+
+
+@dataclass
+class Run:
+    """What a method gets: the records, a connection capped at the budget, a seed, a scratch folder."""
+
+    case: Case
+    conn: Connection
+    budget: int
+    seed: int
+    scratch: Path
+    train: list
+    dev: list
+    notes: dict[str, Any]
+
+    @property
+    def spec(self):
+        return get_task(self.case.task)
+
+    def chunks(self, records, positive_only: bool = True) -> list[dspy.Example]:
+        return chunk_examples(self.spec, records, self.spec.split_size, positive_only)
+
+    def valset(self) -> list[dspy.Example]:
+        """Every dev chunk, with labels or not: what kgopt's record-level dev score sees."""
+        return self.chunks(self.dev, positive_only=False)
+
+    def student(self) -> IEProgram:
+        program = IEProgram(self.case.task, self.case.lang)
+        program.set_lm(self.conn.lm)
+        return program
+
+
+# --- methods: each returns the program to test --------------------------------------------------
+
+
+def zero_shot(run: Run) -> IEProgram:
+    return run.student()
+
+
+def few_shot(run: Run) -> IEProgram:
+    program = IEProgram(run.case.task, run.case.lang, settings=ProgramSettings(num_demos=DEMOS, demo_selection="similar"))
+    return run_optimizer("labeled", program, run.chunks(run.train), [], run.conn.lm, DEMOS, "similar", run.seed)
+
+
+def mipro(run: Run) -> IEProgram:
+    trainset, valset = run.chunks(run.train), run.valset()
+    candidates = 3
+    # Calls: bootstrapping up to |train| per demo set, one proposal per candidate, then trials x |dev|.
+    setup = candidates * min(len(trainset), 4 * DEMOS) + 2 * candidates
+    trials = max(1, (run.budget - setup) // max(1, len(valset)) - 1)
+    run.notes.update(candidates=candidates, trials=trials)
+    tele = dspy.MIPROv2(
+        metric=make_metric(run.spec), prompt_model=run.conn.lm, task_model=run.conn.lm, auto=None, num_candidates=candidates,
+        max_bootstrapped_demos=DEMOS, max_labeled_demos=DEMOS, num_threads=1, seed=run.seed, verbose=False, track_stats=False,
+    )  # fmt: skip
+    with dspy.context(lm=run.conn.lm):
+        return tele.compile(
+            run.student(), trainset=trainset[: 4 * DEMOS], valset=valset, num_trials=trials, minibatch=False,
+            program_aware_proposer=False, data_aware_proposer=False, requires_permission_to_run=False,
+        )  # fmt: skip
+
+
+def bootstrap_rs(run: Run) -> IEProgram:
+    trainset, valset = run.chunks(run.train), run.valset()
+    # Calls per candidate: its bootstrap (up to |train| tries) plus one pass over dev; 3 fixed
+    # candidates (zero-shot, labeled only, unshuffled) come first.
+    per = min(len(trainset), 4 * DEMOS) + len(valset)
+    candidates = max(1, run.budget // max(1, per) - 3)
+    run.notes.update(candidates=candidates)
+    tele = dspy.BootstrapFewShotWithRandomSearch(
+        metric=make_metric(run.spec), max_bootstrapped_demos=DEMOS, max_labeled_demos=DEMOS, num_candidate_programs=candidates,
+        num_threads=1, max_errors=10_000,
+    )  # fmt: skip
+    with dspy.context(lm=run.conn.lm):
+        return tele.compile(run.student(), trainset=trainset[: 4 * DEMOS], valset=valset)
+
+
+def gepa(run: Run) -> IEProgram:
+    trainset, valset = run.chunks(run.train), run.valset()
+    metric_calls = max(len(valset) + 2, (3 * run.budget) // 4)  # the rest is for reflection calls
+    run.notes.update(max_metric_calls=metric_calls)
+    tele = dspy.GEPA(
+        metric=make_feedback_metric(run.spec), max_metric_calls=metric_calls, reflection_lm=run.conn.lm, reflection_minibatch_size=2,
+        use_merge=False, track_stats=False, seed=run.seed,
+    )  # fmt: skip
+    seeded = dspy.LabeledFewShot(k=DEMOS).compile(run.student(), trainset=trainset, sample=False)
+    with dspy.context(lm=run.conn.lm):
+        return tele.compile(seeded, trainset=trainset, valset=valset)
+
+
+def _compile(run: Run, budget: int, augmented_dir: Path | None) -> IEProgram:
+    c = run.case
+    res = compile_program(
+        c.task, c.lang, run.conn, source=c.source, trials=1000, max_calls=budget, data_dir=c.data_dir, augmented=augmented_dir is not None,
+        augmented_dir=augmented_dir, train_limit=c.train_limit, dev_limit=c.dev_limit, max_demos=DEMOS, seed=run.seed,
+        storage=f"sqlite:///{(OUT / 'studies.sqlite3').resolve()}", study_name=f"{run.scratch.name}", compiled_dir=run.scratch,
+        out=run.scratch / "program.json",
+    )  # fmt: skip
+    m = res.manifest
+    run.notes.update(study=res.study_name, trials=res.trials_run, chosen=m["chosen"], dev_f1=m["dev"]["f1"], zero_shot_dev_f1=m["baseline_dev"]["f1"])
+    from kgopt.program import load_program
+
+    program, _ = load_program(res.path, task=c.task, lang=c.lang)
+    return program
+
+
+def kgopt(run: Run) -> IEProgram:
+    return _compile(run, run.budget, None)
+
+
+def kgopt_augmented(run: Run) -> IEProgram:
+    from kgopt.augment import augment
+
+    c, lm = run.case, run.conn.lm
+    aug_dir = run.scratch / "augmented"
+    lm.max_calls = run.budget // 4  # augmentation's share; what it does not use goes to the compile
+    try:
+        augment(c.task, c.lang, run.conn, source=c.source, per_label=2, seed=run.seed, data_dir=c.data_dir, out_dir=aug_dir,
+                max_labels=max(1, run.budget // 4))
+    except BudgetExceeded:
+        run.notes["augmentation_stopped"] = "its share of the budget was spent (what was accepted is kept)"
+    for path in sorted((aug_dir / "reports").glob("*.json")):  # the yield, written even when the budget stopped it
+        rep = ujson.loads(path.read_text(encoding="utf-8"))
+        run.notes["augmentation"] = {k: rep.get(k) for k in ("asked", "received", "accepted", "rejected", "missing")}
+    left = run.budget - lm.requests_sent
+    lm.max_calls = None
+    return _compile(run, left, aug_dir)
+
+
+METHOD_FUNCTIONS: dict[str, Callable[[Run], IEProgram]] = {
+    "zero_shot": zero_shot, "few_shot": few_shot, "mipro": mipro, "bootstrap_rs": bootstrap_rs, "gepa": gepa, "kgopt": kgopt,
+    "kgopt_augmented": kgopt_augmented,
+}  # fmt: skip
+
+
+# --- one run, one case, the table ---------------------------------------------------------------
+
+
+def run_method(case: Case, method: str, seed: int, budget: int, tag: str, config) -> dict[str, Any]:
+    """One method on one case with one seed: optimise within the budget, then test."""
+    name = f"{case.task}_{case.lang}_{method}_s{seed}_{tag}"
+    conn = connect(config, cache_namespace=f"bench-optimizers/{name}", max_calls=budget)
+    scratch = OUT / "runs" / name
+    scratch.mkdir(parents=True, exist_ok=True)
+    run = Run(case, conn, budget, seed, scratch, case.load("train", case.train_limit), case.load("dev", case.dev_limit), {})
+    row: dict[str, Any] = {"case": case.key, "method": method, "seed": seed, "budget": budget, "tag": tag, "model": conn.model}
+    started = time.monotonic()
+    try:
+        with conn.lm.usage.track() as spent:
+            program = METHOD_FUNCTIONS[method](run)
+        used = spent.counts()
+        row.update(calls=used["calls"], tokens=used["total_tokens"], cache_hits=used["cache_hits"], seconds=round(time.monotonic() - started, 1))
+        conn.lm.max_calls = None  # the test is not part of the budget
+        program.set_lm(conn.lm)
+        with conn.lm.usage.track() as tested:
+            ev = evaluate(case.task, case.lang, conn, split="test", source=case.source, limit=case.test_limit, data_dir=case.data_dir,
+                          program=program, out_dir=scratch / "test")
+        row.update(test_f1=ev.report.total.headline_f1(), test_records=ev.report.total.instances, test_calls=tested.counts()["calls"])
+        ccks = getattr(ev.report, "ccks", None)
+        if ccks:
+            row["test_ccks"] = ccks["score"]
+    except Exception as exc:  # reported, never dropped
+        row.update(error=f"{type(exc).__name__}: {str(exc)[:300]}", seconds=round(time.monotonic() - started, 1), calls=conn.lm.requests_sent)
+        logger.debug(traceback.format_exc())
+    row["notes"] = run.notes
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "runs.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(ujson.dumps(row, ensure_ascii=False) + "\n")
+    logger.info("{} {} seed {}: {}", case.key, method, seed, {k: row.get(k) for k in ("test_f1", "calls", "seconds", "error")})
+    return row
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean/min/max test F1 over a method's seeds, with its calls, tokens and seconds (means)."""
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return {"error": rows[0]["error"] if rows else "not run", "seeds": len(rows)}
+    f1 = [r["test_f1"] for r in ok]
+    out = {
+        "mean": round(statistics.mean(f1), 2), "min": round(min(f1), 2), "max": round(max(f1), 2), "seeds": len(ok),
+        "calls": round(statistics.mean(r["calls"] for r in ok), 1), "tokens": round(statistics.mean(r["tokens"] for r in ok)),
+        "seconds": round(statistics.mean(r["seconds"] for r in ok), 1), "test_records": ok[0]["test_records"],
+    }  # fmt: skip
+    if len(ok) < len(rows):
+        out["failed_seeds"] = [r["error"] for r in rows if "error" in r]
+    yields = [r["notes"]["augmentation"] for r in rows if r.get("notes", {}).get("augmentation")]
+    if yields:  # summed over seeds
+        out["augmentation"] = {k: sum(y.get(k) or 0 for y in yields) for k in ("asked", "received", "accepted", "missing")}
+        out["augmentation"]["rejected"] = {k: sum((y.get("rejected") or {}).get(k, 0) for y in yields) for k in yields[0].get("rejected") or {}}
+    return out
+
+
+def parse_cases(spec: str, args) -> list[Case]:
+    cases = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        task, _, lang = item.partition(":")
+        key = f"{get_task(task).name}/{lang}"
+        source = None if get_task(task).asks_topics else SOURCES.get(key)
+        cases.append(Case(get_task(task).name, lang, source, args.data_dir, args.train, args.dev, args.test))
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="NER:en,RE:zh,EE:zh,KG:zh", help="TASK:LANG,... (default: %(default)s)")
+    ap.add_argument("--budget", type=int, default=60, help="LLM requests each method may send before the test (default: %(default)s)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per method (default: %(default)s)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="which methods (default: all)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="data root (train, dev and the test split); default: the bundled data")
+    ap.add_argument("--train", type=int, default=12, help="train records per source (default: %(default)s)")
+    ap.add_argument("--dev", type=int, default=4, help="dev records per source (default: %(default)s)")
+    ap.add_argument("--test", type=int, default=8, help="test records per source (default: %(default)s)")
+    ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names this run's cache namespaces and studies (default: now)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args(argv)
+    args.data_dir = args.data_dir or default_data_dir()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHOD_FUNCTIONS]
+    if unknown:
+        ap.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
+    config = resolve_endpoint()
+    results: dict[str, dict[str, Any]] = {}
+    for case in parse_cases(args.tasks, args):
+        results[case.key] = {}
+        for method in methods:
+            seeds = range(1) if method in DETERMINISTIC else range(args.seeds)
+            rows = [run_method(case, method, seed, args.budget, args.tag, config) for seed in seeds]
+            results[case.key][method] = summarise(rows)
+    if args.json:
+        print(ujson.dumps(results, ensure_ascii=False))
+    else:
+        print_table(results, args.budget)
+    return 0
+
+
+def print_table(results: dict[str, dict[str, Any]], budget: int) -> None:
+    print(f"| task | method | held-out F1 mean | min | max | seeds | calls (budget {budget}) | tokens | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, methods in results.items():
+        for method, s in methods.items():
+            if "error" in s:
+                print(f"| {key} | {method} | failed: {s['error']} | | | {s['seeds']} | | | |")
+            else:
+                print(f"| {key} | {method} | {s['mean']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {s['seeds']} | {s['calls']} | {s['tokens']} | {s['seconds']} |")
+    for key, methods in results.items():
+        for method, s in methods.items():
+            if "augmentation" in s:
+                a = s["augmentation"]
+                rejected = ", ".join(f"{k} {v}" for k, v in a["rejected"].items() if v) or "none"
+                print(f"\n{key} {method}, augmentation over all seeds: asked {a['asked']}, received {a['received']}, accepted {a['accepted']}; rejected: {rejected}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

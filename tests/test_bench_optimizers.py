@@ -1,0 +1,75 @@
+"""scripts/bench_optimizers.py end to end against the fake endpoint: the equal-budget rules."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kgopt.testing.fake_endpoint import FakeEndpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 24
+
+
+@pytest.fixture()
+def bench(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_optimizers", ROOT / "scripts" / "bench_optimizers.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    monkeypatch.chdir(tmp_path)  # runs/bench-optimizers/ goes here
+    monkeypatch.setenv("KGOPT_HOME", str(tmp_path / "home"))
+    with FakeEndpoint() as ep:
+        monkeypatch.setenv("KGOPT_API_BASE", ep.url)
+        monkeypatch.setenv("KGOPT_MODEL", "fake")
+        yield module
+
+
+def _run(bench, capsys, *args: str) -> dict:
+    argv = ["--tasks", "NER:en", "--budget", str(BUDGET), "--train", "6", "--dev", "2", "--test", "3", "--json", *args]
+    assert bench.main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _rows() -> list[dict]:
+    return [json.loads(line) for line in Path("runs/bench-optimizers/runs.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_every_method_reported_within_the_budget_on_the_same_test_records(bench, capsys):
+    out = _run(bench, capsys, "--seeds", "2", "--tag", "a")
+    methods = out["NER/en"]
+    assert list(methods) == list(bench.METHODS)
+    for name, s in methods.items():
+        if "error" in s:  # reported with its error, not dropped (the fake cannot answer DSPy's proposal prompts)
+            assert s["error"] and s["seeds"] >= 1
+            continue
+        assert s["calls"] <= BUDGET, name
+        assert s["test_records"] == 3 and s["min"] <= s["mean"] <= s["max"]
+    assert "error" in methods["mipro"]  # its instruction proposer needs a model that answers in DSPy's format
+    assert methods["zero_shot"]["calls"] == 0 and methods["zero_shot"]["seeds"] == 1  # deterministic: one run
+    assert methods["kgopt"]["seeds"] == 2 and methods["kgopt"]["calls"] == BUDGET  # the study spends what it is given
+    a = methods["kgopt_augmented"]["augmentation"]
+    assert a["asked"] > 0 and a["received"] <= a["asked"]
+    rows = _rows()
+    for r in rows:  # augmentation counts in the budget: the whole method stays within it
+        if "error" not in r:
+            assert r["calls"] <= BUDGET and r["test_calls"] >= 1
+    assert {r["notes"]["study"] for r in rows if r["method"] == "kgopt"} == {"NER_en_kgopt_s0_a", "NER_en_kgopt_s1_a"}
+
+
+def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
+    first = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "a")
+    again = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "b")
+    # Identical requests of an earlier run are not free answers for this one: it pays for its calls.
+    assert first["NER/en"]["kgopt"]["calls"] == again["NER/en"]["kgopt"]["calls"] == BUDGET
+    assert [r["cache_hits"] for r in _rows()] == [0, 0]
+
+
+def test_unknown_method_is_refused(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--methods", "nope"])
+    assert "unknown method" in capsys.readouterr().err
