@@ -122,6 +122,14 @@ def test_workers_do_not_change_the_graph(docs_file, reference, tmp_path):
     assert exports_of(tmp_path / "w1") == exports_of(tmp_path / "w16") == exports_of(reference[0])
 
 
+def test_older_argument_names_still_work(docs_file, reference, tmp_path):
+    """``chunk_chars`` is the older name of ``window_chars`` (the public API keeps it)."""
+    with FakeEndpoint() as ep:
+        conn = connection(ep.url)
+        extract(docs_file, "zh", tmp_path / "old", connection=conn, progress=False, data_dir=DATA_DIR, chunk_chars=120)
+    assert exports_of(tmp_path / "old") == exports_of(reference[0])
+
+
 def test_faults_are_retried_and_the_graph_is_unchanged(docs_file, reference, tmp_path):
     with FakeEndpoint() as ep, FaultProxy(ep.url, share=0.6, attempts=2, stall=2.0) as proxy:
         report, conn = run(docs_file, tmp_path / "out", proxy.url, conn=connection(proxy.url, timeout=1.0))
