@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 from loguru import logger
 
+from kgopt.core.tasks import TASKS
 from kgopt.errors import ConfigError, KgoptError
 
 app = typer.Typer(
@@ -22,13 +23,7 @@ app = typer.Typer(
 )
 
 
-class Task(str, Enum):
-    NER = "NER"
-    RE = "RE"
-    EE = "EE"
-    EET = "EET"
-    EEA = "EEA"
-    KG = "KG"
+Task = Enum("Task", {name: name for name in TASKS}, type=str)  # the registry's tasks, as --task choices
 
 
 class Lang(str, Enum):
