@@ -56,7 +56,7 @@ from kgopt.errors import BudgetExceeded
 from kgopt.evaluate import evaluate
 from kgopt.program import IEProgram, ProgramSettings
 
-METHODS = ("zero_shot", "few_shot", "mipro", "bootstrap_rs", "gepa", "kgopt", "kgopt_augmented")
+METHODS = ("zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented")
 DETERMINISTIC = ("zero_shot",)  # the same program and answers whatever the seed: run once
 DEMOS = 3  # the obvious few-shot setting, and the demo cap of every method
 SOURCES = {"NER/en": "CrossNER_AI", "RE/zh": "DuIE2.0", "EE/zh": "FewFC", "RE/en": "CoNLL2004", "EE/en": "PHEE", "NER/zh": "WeiboNER"}
@@ -306,11 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_endpoint()
     results: dict[str, dict[str, Any]] = {}
     for case in parse_cases(args.tasks, args):
-        results[case.key] = {}
-        for method in methods:
-            seeds = range(1) if method in DETERMINISTIC else range(args.seeds)
-            rows = [run_method(case, method, seed, args.budget, args.tag, config) for seed in seeds]
-            results[case.key][method] = summarise(rows)
+        rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+        for seed in range(args.seeds):  # seeds outermost: a cut-short run still has every method's first seeds
+            for method in methods:
+                if seed == 0 or method not in DETERMINISTIC:
+                    rows[method].append(run_method(case, method, seed, args.budget, args.tag, config))
+        results[case.key] = {m: summarise(r) for m, r in rows.items()}
     if args.json:
         print(ujson.dumps(results, ensure_ascii=False))
     else:
