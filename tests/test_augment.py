@@ -108,3 +108,19 @@ def test_instructie_topics(shared_data, tmp_path):
     assert row["cate"] == topic and row["relation"][0]["relation"] == rel
     assert (tmp_path / "InstructIE" / "schema_en.json").is_file()
     assert [ex.record.cate for ex in load_examples("KG", "en", "train", data_dir=tmp_path)] == [topic]
+
+
+def test_cli_augment_reports_its_counts(shared_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    with FakeEndpoint(respond=lambda req: (200, chat_response("Sure! Here are some sentences: ..."))) as server:
+        env = dict(os.environ, KGOPT_API_BASE=server.url, KGOPT_MODEL="fake", KGOPT_HOME=str(tmp_path / "home"))
+        env.pop("KGOPT_CONFIG", None)
+        cmd = [sys.executable, "-m", "kgopt", "augment", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--per-label", "2",
+               "--max-labels", "1", "--data-dir", str(shared_data), "--out", str(tmp_path / "aug"), "--json"]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert (d["task"], d["asked"], d["received"], d["rejected"]["malformed"], d["llm"]["calls"]) == ("NER", 2, 1, 1, 1)

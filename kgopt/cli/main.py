@@ -236,7 +236,8 @@ def augment(
 
     try:
         conn = _connect(api_base, model, api_key, config)
-        rep = run(task.value, lang.value, conn, source, per_label, seed, data_dir, out, max_labels, constrained=not plain)
+        rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
+                  max_labels=max_labels, constrained=not plain)
     except KgoptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
