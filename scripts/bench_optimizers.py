@@ -59,6 +59,7 @@ from kgopt.program import IEProgram, ProgramSettings
 METHODS = ("zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented")
 DETERMINISTIC = ("zero_shot",)  # the same program and answers whatever the seed: run once
 DEMOS = 3  # the obvious few-shot setting, and the demo cap of every method
+BOOTSTRAP_FROM = 2 * DEMOS  # training chunks DSPy's bootstrapping may run the model on (it fits the budget)
 SOURCES = {"NER/en": "CrossNER_AI", "RE/zh": "DuIE2.0", "EE/zh": "FewFC", "RE/en": "CoNLL2004", "EE/en": "PHEE", "NER/zh": "WeiboNER"}
 OUT = Path("runs/bench-optimizers")
 
@@ -126,10 +127,11 @@ def few_shot(run: Run) -> IEProgram:
 
 
 def mipro(run: Run) -> IEProgram:
-    trainset, valset = run.chunks(run.train), run.valset()
+    trainset, valset = run.chunks(run.train)[:BOOTSTRAP_FROM], run.valset()
     candidates = 3
-    # Calls: bootstrapping up to |train| per demo set, one proposal per candidate, then trials x |dev|.
-    setup = candidates * min(len(trainset), 4 * DEMOS) + 2 * candidates
+    # Calls: its bootstrapped demo sets (all but the zero-shot and labeled-only ones), about one
+    # proposal per candidate, then the default program and each trial over dev.
+    setup = (candidates - 2) * len(trainset) + candidates
     trials = max(1, (run.budget - setup) // max(1, len(valset)) - 1)
     run.notes.update(candidates=candidates, trials=trials)
     tele = dspy.MIPROv2(
@@ -138,24 +140,24 @@ def mipro(run: Run) -> IEProgram:
     )  # fmt: skip
     with dspy.context(lm=run.conn.lm):
         return tele.compile(
-            run.student(), trainset=trainset[: 4 * DEMOS], valset=valset, num_trials=trials, minibatch=False,
+            run.student(), trainset=trainset, valset=valset, num_trials=trials, minibatch=False,
             program_aware_proposer=False, data_aware_proposer=False, requires_permission_to_run=False,
         )  # fmt: skip
 
 
 def bootstrap_rs(run: Run) -> IEProgram:
-    trainset, valset = run.chunks(run.train), run.valset()
-    # Calls per candidate: its bootstrap (up to |train| tries) plus one pass over dev; 3 fixed
-    # candidates (zero-shot, labeled only, unshuffled) come first.
-    per = min(len(trainset), 4 * DEMOS) + len(valset)
-    candidates = max(1, run.budget // max(1, per) - 3)
+    trainset, valset = run.chunks(run.train)[:BOOTSTRAP_FROM], run.valset()
+    # Calls: 3 fixed candidates (zero-shot, labeled only, unshuffled bootstrap) and C random ones,
+    # each scored over dev; C + 1 of them bootstrap (up to |trainset| tries each).
+    t, v = len(trainset), max(1, len(valset))
+    candidates = max(1, (run.budget - 3 * v - t) // (v + t))
     run.notes.update(candidates=candidates)
     tele = dspy.BootstrapFewShotWithRandomSearch(
         metric=make_metric(run.spec), max_bootstrapped_demos=DEMOS, max_labeled_demos=DEMOS, num_candidate_programs=candidates,
         num_threads=1, max_errors=10_000,
     )  # fmt: skip
     with dspy.context(lm=run.conn.lm):
-        return tele.compile(run.student(), trainset=trainset[: 4 * DEMOS], valset=valset)
+        return tele.compile(run.student(), trainset=trainset, valset=valset)
 
 
 def gepa(run: Run) -> IEProgram:
@@ -295,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=8, help="test records per source (default: %(default)s)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names this run's cache namespaces and studies (default: now)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--report", metavar="TAG", help="run nothing: print the table of the runs of TAG in runs.jsonl (e.g. a run cut short)")
     args = ap.parse_args(argv)
+    if args.report:
+        print_results(results_of_tag(args.report), args)
+        return 0
     args.data_dir = args.data_dir or default_data_dir()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHOD_FUNCTIONS]
@@ -312,11 +318,25 @@ def main(argv: list[str] | None = None) -> int:
                 if seed == 0 or method not in DETERMINISTIC:
                     rows[method].append(run_method(case, method, seed, args.budget, args.tag, config))
         results[case.key] = {m: summarise(r) for m, r in rows.items()}
+    print_results(results, args)
+    return 0
+
+
+def results_of_tag(tag: str) -> dict[str, dict[str, Any]]:
+    """The summary of every finished run of one tag, as main() prints it."""
+    rows: dict[str, dict[str, list]] = {}
+    for line in (OUT / "runs.jsonl").read_text(encoding="utf-8").splitlines():
+        r = ujson.loads(line)
+        if r.get("tag") == tag:
+            rows.setdefault(r["case"], {}).setdefault(r["method"], []).append(r)
+    return {case: {m: summarise(rs) for m, rs in by_method.items()} for case, by_method in rows.items()}
+
+
+def print_results(results: dict[str, dict[str, Any]], args) -> None:
     if args.json:
         print(ujson.dumps(results, ensure_ascii=False))
     else:
         print_table(results, args.budget)
-    return 0
 
 
 def print_table(results: dict[str, dict[str, Any]], budget: int) -> None:

@@ -59,6 +59,8 @@ def test_every_method_reported_within_the_budget_on_the_same_test_records(bench,
         if "error" not in r:
             assert r["calls"] <= BUDGET and r["test_calls"] >= 1
     assert {r["notes"]["study"] for r in rows if r["method"] == "kgopt"} == {"NER_en_kgopt_s0_a", "NER_en_kgopt_s1_a"}
+    # A run cut short is summarised from its log, with the same figures.
+    assert _run(bench, capsys, "--report", "a") == out
 
 
 def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
