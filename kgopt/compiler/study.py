@@ -6,7 +6,8 @@ count towards ``--trials``; a trial that was running when its process died is fa
 Optuna's heartbeat, not counted, and run again once. Several workers may run the command on one
 study at once: the creator sets it up, and together they finish exactly ``--trials`` trials,
 each configuration once. ``run_compile`` reads as its steps over ``CompileOptions``: load data,
-connect, open the study, set it up, score the baseline, run trials, write the best. The test split is never read.
+connect, open the study, set it up, score the baseline, run trials, write the best. The test
+split is never read.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ class CompileOptions:
     source: str | None = None
     optimizer: str | None = None  # one of OPTIMIZERS; None: the study chooses among DEFAULT_OPTIMIZERS
     trials: int = 8
-    storage: str | None = None  # an SQLAlchemy URL; None: SQLite in compiled_dir
+    storage: str | None = field(default=None, repr=False)  # an SQLAlchemy URL (may hold a password); None: SQLite in compiled_dir
     study_name: str | None = None  # None: <TASK>_<lang>
     max_calls: int | None = None  # LLM requests this run may send
     out: str | Path | None = None  # None: compiled_dir/<TASK>_<lang>.json

@@ -288,7 +288,7 @@ class ExtractOptions:
     progress: bool = True
     graph_db: str | None = None  # also load the graph into FalkorDB or Neo4j (kgopt.graph.load)
     graph_db_user: str | None = None
-    graph_db_password: str | None = None
+    graph_db_password: str | None = field(default=None, repr=False)  # never in a log line
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
