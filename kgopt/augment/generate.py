@@ -167,7 +167,11 @@ class AugmentOptions:
 
     def __post_init__(self) -> None:
         check_lang(self.lang)
-        self.out_root = Path(self.out_dir) if self.out_dir else default_data_dir() / "augmented"
+        get_task(self.task)  # an unknown task fails here, before any data is read
+
+    @property
+    def out_root(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else default_data_dir() / "augmented"
 
     @property
     def spec(self):
