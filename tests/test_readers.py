@@ -155,3 +155,21 @@ def test_missing_split_everywhere_is_an_error(tmp_path):
     assert len(load_examples("NER", "zh", "test", data_dir=tmp_path)) == 1
     with pytest.raises(DataError, match="no NER source has a train split"):
         load_examples("NER", "zh", "train", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "key, labels, message",
+    [
+        ("entity", '"x"', "field 'entity' must be a list"),
+        ("relation", '["x"]', "relation[0] must be an object"),
+        ("relation", '[{"head": "a", "tail": "b"}]', "relation[0] lacks field(s) relation"),
+        ("event", '[{"event_type": "t", "event_trigger": "x", "arguments": [{"role": "r"}]}]', "event[0].arguments must be a list of {argument, role}"),
+    ],
+)
+def test_every_kind_of_gold_item_is_checked(tmp_path, key, labels, message):
+    """The checks come from the record items (kgopt.core.shapes.RECORD_ITEMS); each names file and line."""
+    p = tmp_path / "test.json"
+    p.write_text(f'{{"text": "ok", "{key}": []}}\n{{"text": "x", "{key}": {labels}}}\n', encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        list(read_unified(p, key))
+    assert str(e.value) == f"{p}:2: {message}"
