@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", default="NER:en,RE:zh,EE:zh,KG:zh", help="TASK:LANG,... (default: %(default)s)")
     ap.add_argument("--budget", type=int, default=60, help="LLM requests each method may send before the test (default: %(default)s)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per method (default: %(default)s)")
+    ap.add_argument("--first-seed", type=int, default=0, help="start at this seed (to add seeds to a run of the same --tag)")
     ap.add_argument("--methods", default=",".join(METHODS), help="which methods (default: all)")
     ap.add_argument("--data-dir", type=Path, default=None, help="data root (train, dev and the test split); default: the bundled data")
     ap.add_argument("--train", type=int, default=12, help="train records per source (default: %(default)s)")
@@ -313,11 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     for case in parse_cases(args.tasks, args):
         rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-        for seed in range(args.seeds):  # seeds outermost: a cut-short run still has every method's first seeds
+        for seed in range(args.first_seed, args.seeds):  # seeds outermost: a cut-short run still has every method's first seeds
             for method in methods:
                 if seed == 0 or method not in DETERMINISTIC:
                     rows[method].append(run_method(case, method, seed, args.budget, args.tag, config))
-        results[case.key] = {m: summarise(r) for m, r in rows.items()}
+        results[case.key] = {m: summarise(r) for m, r in rows.items() if r}
+    if args.first_seed:  # the earlier seeds are in the log
+        results = results_of_tag(args.tag)
     print_results(results, args)
     return 0
 
