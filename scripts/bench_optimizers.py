@@ -109,7 +109,9 @@ class Run:
         return self.chunks(self.dev, positive_only=False)
 
     def student(self) -> IEProgram:
-        program = IEProgram(self.case.task, self.case.lang)
+        """The program DSPy's optimisers start from. It shows every demonstration they attach (up
+        to DEMOS, in their order), as a DSPy predictor does; an IEProgram shows none by default."""
+        program = IEProgram(self.case.task, self.case.lang, settings=ProgramSettings(num_demos=DEMOS, demo_selection="fixed"))
         program.set_lm(self.conn.lm)
         return program
 
@@ -118,7 +120,7 @@ class Run:
 
 
 def zero_shot(run: Run) -> IEProgram:
-    return run.student()
+    return run.student()  # no demonstrations attached
 
 
 def few_shot(run: Run) -> IEProgram:
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=8, help="test records per source (default: %(default)s)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names this run's cache namespaces and studies (default: now)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    ap.add_argument("--report", metavar="TAG", help="run nothing: print the table of the runs of TAG in runs.jsonl (e.g. a run cut short)")
+    ap.add_argument("--report", metavar="TAGS", help="run nothing: print the table of the runs of these tags (comma-separated) in runs.jsonl")
     args = ap.parse_args(argv)
     if args.report:
         print_results(results_of_tag(args.report), args)
@@ -325,12 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def results_of_tag(tag: str) -> dict[str, dict[str, Any]]:
-    """The summary of every finished run of one tag, as main() prints it."""
+def results_of_tag(tags: str) -> dict[str, dict[str, Any]]:
+    """The summary of every finished run of the tags (comma-separated), as main() prints it."""
+    wanted = set(tags.split(","))
     rows: dict[str, dict[str, list]] = {}
     for line in (OUT / "runs.jsonl").read_text(encoding="utf-8").splitlines():
         r = ujson.loads(line)
-        if r.get("tag") == tag:
+        if r.get("tag") in wanted:
             rows.setdefault(r["case"], {}).setdefault(r["method"], []).append(r)
     return {case: {m: summarise(rs) for m, rs in by_method.items()} for case, by_method in rows.items()}
 
