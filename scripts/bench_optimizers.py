@@ -235,6 +235,8 @@ def run_method(case: Case, method: str, seed: int, budget: int, tag: str, config
     try:
         with conn.lm.usage.track() as spent:
             program = METHOD_FUNCTIONS[method](run)
+        # DSPy's optimisers score a refused call as a miss and go on, so say when the budget ran out.
+        run.notes["budget_spent"] = conn.lm.requests_sent >= budget
         used = spent.counts()
         row.update(calls=used["calls"], tokens=used["total_tokens"], cache_hits=used["cache_hits"], seconds=round(time.monotonic() - started, 1))
         conn.lm.max_calls = None  # the test is not part of the budget

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def test_every_method_reported_within_the_budget_on_the_same_test_records(bench,
     for r in rows:  # augmentation counts in the budget: the whole method stays within it
         if "error" not in r:
             assert r["calls"] <= BUDGET and r["test_calls"] >= 1
+            assert r["notes"]["budget_spent"] == (r["method"] in ("kgopt", "kgopt_augmented") or r["calls"] == BUDGET)
     assert {r["notes"]["study"] for r in rows if r["method"] == "kgopt"} == {"NER_en_kgopt_s0_a", "NER_en_kgopt_s1_a"}
     # A run cut short is summarised from its log, with the same figures.
     assert _run(bench, capsys, "--report", "a") == out
@@ -75,3 +77,21 @@ def test_unknown_method_is_refused(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--methods", "nope"])
     assert "unknown method" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["bootstrap_rs", "gepa"])
+def test_dspy_optimisers_programs_show_the_demonstrations_they_attach(bench, method, tmp_path):
+    """A DSPy optimiser's demos are shown at call time (an IEProgram shows none unless told)."""
+    from kgopt.clients.config import EndpointConfig
+    from kgopt.clients.lm import connect
+    from kgopt.data.readers import default_data_dir
+
+    case = bench.Case("NER", "en", "CrossNER_AI", default_data_dir(), 6, 2, 3)
+    conn = connect(EndpointConfig(api_base=os.environ["KGOPT_API_BASE"], model="fake"), cache=False, max_calls=BUDGET)
+    run = bench.Run(case, conn, BUDGET, 0, tmp_path, case.load("train", 6), case.load("dev", 2), {})
+    program = bench.METHOD_FUNCTIONS[method](run)
+    example = run.valset()[0]
+    if method == "gepa":  # it starts from gold demonstrations and keeps them
+        assert program.extract.demos
+    # (BRS may rightly choose its zero-shot candidate: on the fake's answers every candidate scores 0.)
+    assert program.select_demos(example.text, example.chunk) == list(program.extract.demos)[: bench.DEMOS]
