@@ -203,6 +203,19 @@ def test_mipro_and_gepa_compile(name, oracle, shared_data, tmp_path, monkeypatch
         assert program.instruction.startswith("Extract every span of the input")
 
 
+def test_a_tie_with_zero_shot_writes_the_first_warm_start(oracle, shared_data, tmp_path, monkeypatch):
+    """No trial beats zero-shot on dev (every answer is wrong, all score 0): the tied few-shot warm
+    start is written, not the zero-shot program (few-shot won on held-out data where measured)."""
+    monkeypatch.chdir(tmp_path)
+    oracle.broken = True
+    res = _compile(oracle, shared_data, tmp_path, trials=3)
+    m = res.manifest
+    assert m["chosen"] == "warm start" and m["dev"]["f1"] == m["baseline_dev"]["f1"] == 0.0
+    assert TrialConfig.from_params(m["trial"]["params"]) == starting_points(get_task(TASK), ("labeled", "bootstrap"), 4)[0]
+    program, _ = load_program(res.path)
+    assert (program.settings.num_demos, program.settings.demo_selection) == (3, "similar") and len(program.extract.demos) >= 3
+
+
 def test_a_failing_optimizer_is_recorded_on_its_trial(shared_data, tmp_path, monkeypatch):
     """A model that cannot follow MIPRO's prompts: the trial fails with its reason; the baseline is written."""
     monkeypatch.chdir(tmp_path)

@@ -87,11 +87,13 @@ class TrainingData:
 def compiled_manifest(task: str, lang: str, connection: Any, data: TrainingData, baseline: dict[str, Any], best: Any,
                       study: dict[str, Any], llm: dict[str, int]) -> dict[str, Any]:
     """The manifest of a compiled program: ``best`` is the chosen Optuna trial, or None when the
-    zero-shot baseline is written because no trial beat it on dev."""
+    zero-shot baseline is written because no trial beat it on dev. ``chosen``: "trial" (it beat
+    zero-shot on dev), "warm start" (the first warm start, tied with zero-shot) or "baseline"."""
     if best is None:
         chosen, dev_f1, dev_by_source, trial = "baseline", baseline["f1"], baseline["by_source"], None
     else:
-        chosen, dev_f1, dev_by_source = "trial", best.value, best.user_attrs.get("dev_f1_by_source", {})
+        chosen = "trial" if best.value > baseline["f1"] else "warm start"
+        dev_f1, dev_by_source = best.value, best.user_attrs.get("dev_f1_by_source", {})
         trial = {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}}
     return {
         "kind": "compiled",
