@@ -45,6 +45,7 @@ import dspy
 import ujson
 from loguru import logger
 
+from kgopt.augment import augment
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import Connection, connect
 from kgopt.compiler import compile_program
@@ -54,7 +55,7 @@ from kgopt.core.tasks import get_task
 from kgopt.data.readers import default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded
 from kgopt.evaluate import evaluate
-from kgopt.program import IEProgram, ProgramSettings
+from kgopt.program import IEProgram, ProgramSettings, load_program
 
 METHODS = ("zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented")
 DETERMINISTIC = ("zero_shot",)  # the same program and answers whatever the seed: run once
@@ -185,8 +186,6 @@ def _compile(run: Run, budget: int, augmented_dir: Path | None) -> IEProgram:
     )  # fmt: skip
     m = res.manifest
     run.notes.update(study=res.study_name, trials=res.trials_run, chosen=m["chosen"], dev_f1=m["dev"]["f1"], zero_shot_dev_f1=m["baseline_dev"]["f1"])
-    from kgopt.program import load_program
-
     program, _ = load_program(res.path, task=c.task, lang=c.lang)
     return program
 
@@ -196,8 +195,6 @@ def kgopt(run: Run) -> IEProgram:
 
 
 def kgopt_augmented(run: Run) -> IEProgram:
-    from kgopt.augment import augment
-
     c, lm = run.case, run.conn.lm
     aug_dir = run.scratch / "augmented"
     lm.max_calls = run.budget // 4  # augmentation's share; what it does not use goes to the compile
