@@ -272,7 +272,7 @@ def compile_program(task: str, lang: str, connection: Connection | None = None, 
 def run_compile(options: CompileOptions, connection: Connection | None = None) -> CompileResult:
     """The compile as steps: data, connection, study, set-up, baseline, trials, the best written."""
     o = options
-    data = _load_data(o.task, o.lang, o.data_dir, o.source, o.train_limit, o.dev_limit, o.augmented, o.augmented_dir)  # fails before any LLM call
+    data = _load_data(o)  # a bad file fails before any LLM call
     connection = as_connection(connection)
     lm = connection.lm
     if o.max_calls is not None:
@@ -408,22 +408,22 @@ def _study_splits(study: optuna.Study, spec) -> tuple[int, ...]:
     return tuple(study.user_attrs["split_choices"])
 
 
-def _load_data(task, lang, data_dir, source, train_limit, dev_limit, augmented, augmented_dir) -> mf.TrainingData:
+def _load_data(o: CompileOptions) -> mf.TrainingData:
     """Train, augmented-train and dev examples (the test split is never read)."""
-    train = load_examples(task, lang, "train", data_dir=data_dir, source=source, limit=train_limit)
+    train = load_examples(o.task, o.lang, "train", data_dir=o.data_dir, source=o.source, limit=o.train_limit)
     aug: list[AskedRecord] = []
-    aug_root = Path(augmented_dir) if augmented_dir else default_data_dir() / "augmented"
-    if augmented and aug_root.is_dir():
+    aug_root = Path(o.augmented_dir) if o.augmented_dir else default_data_dir() / "augmented"
+    if o.augmented and aug_root.is_dir():
         try:
-            aug = load_examples(task, lang, "train", data_dir=aug_root, source=source, limit=train_limit)
+            aug = load_examples(o.task, o.lang, "train", data_dir=aug_root, source=o.source, limit=o.train_limit)
         except DataError as exc:
             if "no " not in exc.reason and "unknown source" not in exc.reason:
                 raise  # a malformed augmented file is an error; a missing one is not
-    dev = load_examples(task, lang, "dev", data_dir=data_dir, source=source, limit=dev_limit)
+    dev = load_examples(o.task, o.lang, "dev", data_dir=o.data_dir, source=o.source, limit=o.dev_limit)
     if not dev:
-        raise DataError(f"no {task}/{lang} dev records to select on")
-    logger.info("{} {}: {} train + {} augmented records, {} dev records", task, lang, len(train), len(aug), len(dev))
-    return mf.TrainingData(train, aug, dev, data_dir, aug_root, source, train_limit, dev_limit)
+        raise DataError(f"no {o.task}/{o.lang} dev records to select on")
+    logger.info("{} {}: {} train + {} augmented records, {} dev records", o.task, o.lang, len(train), len(aug), len(dev))
+    return mf.TrainingData(train, aug, dev, o.data_dir, aug_root, o.source, o.train_limit, o.dev_limit)
 
 
 def _choose(study: optuna.Study, comp: Compiler) -> tuple[IEProgram, optuna.trial.FrozenTrial | None]:
@@ -431,23 +431,20 @@ def _choose(study: optuna.Study, comp: Compiler) -> tuple[IEProgram, optuna.tria
     zero-shot, the first warm start (the obvious few-shot program) if it completed: on small dev
     slices ties are common (all 0), and few-shot beat zero-shot on held-out data where measured
     (README, "Equal budget"). Else the baseline."""
-    spec, lang = comp.spec, comp.lang
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
-    baseline = study.user_attrs["baseline_dev"]
+    zero_shot = study.user_attrs["baseline_dev"]["f1"]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
-    if best is not None and best.value == baseline["f1"]:
-        first = starting_points(spec, comp.optimizers, comp.max_demos)[0]
-        is_first = lambda t: TrialConfig.from_params(t.params) == first  # noqa: E731
-        best = next((t for t in complete if is_first(t) and t.value == baseline["f1"]), None) or best
-        if is_first(best):
-            logger.warning("no trial beat the zero-shot baseline on dev ({}); the tied first warm start (few-shot) is written", baseline["f1"])
-            return _program_of(best, comp), best
-    if best is None or best.value <= baseline["f1"]:
+    if best is not None and best.value == zero_shot:
+        first = starting_points(comp.spec, comp.optimizers, comp.max_demos)[0]
+        best = next((t for t in complete if t.value == zero_shot and TrialConfig.from_params(t.params) == first), None)
+        if best is not None:
+            logger.warning("no trial beat the zero-shot baseline on dev ({}); the tied first warm start (few-shot) is written", zero_shot)
+    if best is None or best.value < zero_shot:
         if not complete:
             logger.warning("no trial completed; the zero-shot baseline is written")
         else:
-            logger.warning("no trial beat the zero-shot baseline on dev ({}); the baseline is written", baseline["f1"])
-        return IEProgram(spec.name, lang), None
+            logger.warning("no trial beat the zero-shot baseline on dev ({}); the baseline is written", zero_shot)
+        return IEProgram(comp.spec.name, comp.lang), None
     return _program_of(best, comp), best
 
 

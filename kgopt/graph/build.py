@@ -27,8 +27,9 @@ from kgopt.core.windows import find_span
 from kgopt.core.shapes import shape_named
 from kgopt.core.tasks import TASKS, get_task
 
+# The tasks that run on raw text (EEA needs given triggers, so its shape builds no graph).
 EXTRACT_TASKS = tuple(name for name, spec in TASKS.items() if shape_named(spec.shape).builds_graph)
-EVIDENCE = 5  # mentions kept per node for the graph view (edges keep all their provenance)  # EEA needs given triggers: not for raw text
+EVIDENCE = 5  # mentions kept per node for the graph view (edges keep all their provenance)
 _EDGE_QUOTES = "\"'“”‘’《》「」『』【】()（）[]<>"
 _SPACES = re.compile(r"\s+")
 
