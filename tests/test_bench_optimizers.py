@@ -95,3 +95,19 @@ def test_dspy_optimisers_programs_show_the_demonstrations_they_attach(bench, met
         assert program.extract.demos
     # (BRS may rightly choose its zero-shot candidate: on the fake's answers every candidate scores 0.)
     assert program.select_demos(example.text, example.chunk) == list(program.extract.demos)[: bench.DEMOS]
+
+
+def test_score_warm_starts_scores_a_studys_trial_0(bench, capsys):
+    """scripts/score_warm_starts.py on a study the benchmark just ran; a missing study is a clear error."""
+    _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "w")
+    spec = importlib.util.spec_from_file_location("score_warm_starts", ROOT / "scripts" / "score_warm_starts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--test", "3"]
+    assert script.main(["NER_en_kgopt_s0_w", *args]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["trial"] == 0 and row["params"]["num_demos"] == 3 and row["calls"] > 0 and 0 <= row["test_f1"] <= 100
+    from kgopt.errors import KgoptError
+
+    with pytest.raises(KgoptError, match="nope"):
+        script.main(["nope", *args])
