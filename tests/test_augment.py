@@ -8,6 +8,7 @@ from kgopt.augment import augment
 from kgopt.augment.validate import SampleChecker
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
+from kgopt.core.shapes import shape_named
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples, read_unified
 from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
@@ -124,3 +125,24 @@ def test_cli_augment_reports_its_counts(shared_data, tmp_path):
     assert res.returncode == 0, res.stderr
     d = json.loads(res.stdout)
     assert (d["task"], d["asked"], d["received"], d["rejected"]["malformed"], d["llm"]["calls"]) == ("NER", 2, 1, 1, 1)
+
+
+@pytest.mark.parametrize(("task", "lang", "source"), [("NER", "en", "CrossNER_AI"), ("RE", "zh", SOURCE), ("EE", "zh", "FewFC")])
+def test_constrained_reply_has_exactly_the_samples_asked_and_only_schema_labels(shared_data, tmp_path, task, lang, source):
+    with FakeEndpoint(respond=lambda req: (200, chat_response("{}"))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        augment(task, lang, conn, source=source, per_label=3, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
+        req = server.requests[0]
+    schema = load_examples(task, lang, "train", data_dir=shared_data, source=source)[0].schema
+    samples = req["response_format"]["json_schema"]["schema"]["properties"]["samples"]
+    assert samples["minItems"] == samples["maxItems"] == 3  # a small model otherwise stops after one or two
+    key = shape_named(get_task(task).shape).record.key
+    item = samples["items"]["properties"][key]["items"]["properties"]
+    if task == "NER":
+        assert item["entity_type"]["enum"] == list(schema.types)
+    elif task == "RE":
+        assert item["relation"]["enum"] == list(schema.roles)
+    else:
+        assert item["event_type"]["enum"] == list(schema.types)
+        roles = item["arguments"]["items"]["properties"]["role"]["enum"]
+        assert set(roles) == {r for rs in schema.type_roles.values() for r in rs}

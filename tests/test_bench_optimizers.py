@@ -111,3 +111,42 @@ def test_score_warm_starts_scores_a_studys_trial_0(bench, capsys):
 
     with pytest.raises(KgoptError, match="nope"):
         script.main(["nope", *args])
+
+
+@pytest.mark.llm
+def test_the_benchmark_on_the_embedded_model(monkeypatch, tmp_path, capsys):
+    """End to end on the real embedded Qwen (a tiny slice): zero-shot, few-shot and kgopt at one
+    budget, scored on the same test record; kgopt's written program never scores below zero-shot
+    on dev, and a tie with zero-shot writes the few-shot warm start."""
+    spec = importlib.util.spec_from_file_location("bench_optimizers", ROOT / "scripts" / "bench_optimizers.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)
+    spec.loader.exec_module(bench)
+    monkeypatch.chdir(tmp_path)
+    budget = 10
+    argv = ["--tasks", "NER:en", "--budget", str(budget), "--train", "4", "--dev", "1", "--test", "1", "--seeds", "1",
+            "--methods", "zero_shot,few_shot,kgopt", "--tag", "llm", "--json"]  # fmt: skip
+    assert bench.main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["NER/en"]
+    assert set(out) == {"zero_shot", "few_shot", "kgopt"} and not any("error" in s for s in out.values()), out
+    assert all(s["test_records"] == 1 and 0 <= s["mean"] <= 100 for s in out.values())
+    assert out["zero_shot"]["calls"] == out["few_shot"]["calls"] == 0 and 0 < out["kgopt"]["calls"] <= budget
+    (row,) = [r for r in _rows() if r["method"] == "kgopt"]
+    assert row["model"].startswith("qwen2.5-coder") and row["test_calls"] > 0
+    # The choice, recomputed from the study's own record of its trials.
+    import optuna
+
+    notes = row["notes"]
+    study = optuna.load_study(study_name=notes["study"], storage=f"sqlite:///{tmp_path / bench.OUT / 'studies.sqlite3'}")
+    zero = study.user_attrs["baseline_dev"]["f1"]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = max((t.value for t in complete), default=None)
+    first = study.trials[0]  # the few-shot warm start
+    assert notes["zero_shot_dev_f1"] == zero and first.state == optuna.trial.TrialState.COMPLETE
+    assert (first.params["optimizer"], first.params["num_demos"], first.params["demo_choice"]) == ("labeled", 3, "similar")
+    if best is not None and best > zero:
+        assert (notes["chosen"], notes["dev_f1"]) == ("trial", best)
+    elif first.value == zero:
+        assert (notes["chosen"], notes["dev_f1"]) == ("warm start", zero)
+    else:
+        assert (notes["chosen"], notes["dev_f1"]) == ("baseline", zero)

@@ -107,11 +107,13 @@ def _shown(items: RecordItems, rec: Record) -> str:
     return ujson.dumps({"text": rec.text, items.key: rec.labels}, ensure_ascii=False)
 
 
-def _sample_schema(items: RecordItems, n: int) -> dict[str, Any]:
+def _sample_schema(items: RecordItems, schema: Schema, n: int) -> dict[str, Any]:
+    """What constrained decoding lets the model write: exactly ``n`` samples (a small model
+    otherwise stops early), each with 1-4 items whose labels are the schema's."""
     s = {"type": "string", "maxLength": 300}
     obj = lambda props: {"type": "object", "properties": props, "required": list(props)}  # noqa: E731
-    sample = obj({"text": s, items.key: {"type": "array", "items": obj(items.item_schema(s)), "minItems": 1, "maxItems": 4}})
-    return obj({"samples": {"type": "array", "items": sample, "maxItems": n}})
+    sample = obj({"text": s, items.key: {"type": "array", "items": obj(items.item_schema(s, schema)), "minItems": 1, "maxItems": 4}})
+    return obj({"samples": {"type": "array", "items": sample, "minItems": n, "maxItems": n}})
 
 
 def _units(spec, lang: str, source: str | None, data_dir, out_root: Path) -> list[_Unit]:
@@ -237,11 +239,11 @@ def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list
     """The model's samples for one label (untrusted, unchecked); [] when the call failed or the answer is unusable."""
     prompt = _ASK[lang].format(fmt=items.example, labels=", ".join(items.schema_labels(unit.schema)), label=label,
                                examples="\n".join(_shown(items, r) for r in shown), n=per_label)
-    kwargs: dict[str, Any] = {"temperature": 0.9, "seed": call_seed, "max_tokens": 160 * per_label + 64}
+    kwargs: dict[str, Any] = {"temperature": 0.9, "seed": call_seed, "max_tokens": 192 * per_label + 64}
     if constrained:
         from kgopt.core.answer_schema import response_format
 
-        kwargs["response_format"] = response_format(_sample_schema(items, per_label))
+        kwargs["response_format"] = response_format(_sample_schema(items, unit.schema, per_label))
     try:
         raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
     except BudgetExceeded:

@@ -109,6 +109,10 @@ def json_array(items: dict[str, Any], max_items: int | None) -> dict[str, Any]:
     return {"type": "array", "items": items, **({"maxItems": max_items} if max_items else {})}
 
 
+def json_enum(values) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
 def json_object(props: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
@@ -142,7 +146,9 @@ class RecordItems:
     def well_formed(self, item: dict[str, Any]) -> bool:
         return all(isinstance(s, str) for s in self.spans(item))
 
-    def item_schema(self, s: dict[str, Any]) -> dict[str, Any]:
+    def item_schema(self, s: dict[str, Any], schema: Any) -> dict[str, Any]:
+        """The JSON-schema properties of one item: spans are strings ``s``, labels are limited
+        to the schema's (constrained decoding then cannot write a label the schema lacks)."""
         raise NotImplementedError
 
 
@@ -157,8 +163,8 @@ class EntityItems(RecordItems):
     def labels_ok(self, item, schema):
         return item["entity_type"] in schema.types
 
-    def item_schema(self, s):
-        return {"entity": s, "entity_type": s}
+    def item_schema(self, s, schema):
+        return {"entity": s, "entity_type": json_enum(schema.types)}
 
 
 class RelationItems(RecordItems):
@@ -175,8 +181,8 @@ class RelationItems(RecordItems):
     def schema_labels(self, schema):
         return list(schema.roles)
 
-    def item_schema(self, s):
-        return {"head": s, "relation": s, "tail": s}
+    def item_schema(self, s, schema):
+        return {"head": s, "relation": json_enum(schema.roles), "tail": s}
 
 
 class TypedRelationItems(RelationItems):
@@ -187,8 +193,8 @@ class TypedRelationItems(RelationItems):
     def well_formed(self, item):
         return super().well_formed(item) and all(isinstance(item.get(k), str) for k in ("head_type", "tail_type"))
 
-    def item_schema(self, s):
-        return {"head": s, "head_type": s, "relation": s, "tail": s, "tail_type": s}
+    def item_schema(self, s, schema):
+        return {"head": s, "head_type": s, "relation": json_enum(schema.roles), "tail": s, "tail_type": s}
 
 
 class EventItems(RecordItems):
@@ -209,9 +215,10 @@ class EventItems(RecordItems):
         roles = schema.type_roles.get(item["event_type"])
         return item["event_type"] in schema.types and roles is not None and all(a["role"] in roles for a in item["arguments"])
 
-    def item_schema(self, s):
-        arg = {"type": "object", "properties": {"argument": s, "role": s}, "required": ["argument", "role"]}
-        return {"event_trigger": s, "event_type": s, "arguments": {"type": "array", "items": arg, "maxItems": 4}}
+    def item_schema(self, s, schema):
+        roles = sorted({r for rs in schema.type_roles.values() for r in rs})  # which roles go with which type is checked after
+        arg = {"type": "object", "properties": {"argument": s, "role": json_enum(roles) if roles else s}, "required": ["argument", "role"]}
+        return {"event_trigger": s, "event_type": json_enum(schema.types), "arguments": {"type": "array", "items": arg, "maxItems": 4}}
 
 
 # The record list keys a unified record may carry, and their items (readers check gold with them).
