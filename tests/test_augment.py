@@ -70,7 +70,7 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
     assert [r.text for r in recs] == ["《海上花开》由歌手张三演唱，发行于2019年。"]
     row = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
     prov = row["provenance"]
-    assert prov["model"] == "fake" and prov["prompt_version"] == "llmicl-v1" and prov["label"] == first_rel and prov["source_ids"]
+    assert prov["model"] == "fake" and prov["prompt_version"] == "llmicl-v2" and prov["label"] == first_rel and prov["source_ids"]
     assert (out.parent / "schema.json").read_bytes() == (shared_data / "iepile" / "IE-zh" / "RE" / SOURCE / "schema.json").read_bytes()
     assert json.loads((tmp_path / "reports" / f"RE_zh_{SOURCE}_seed0.json").read_text())["accepted"] == 1
     # A second run adds nothing new (its only good sample is a duplicate now) and loses nothing.

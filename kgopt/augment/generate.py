@@ -34,7 +34,7 @@ from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
 from kgopt.data.readers import default_data_dir, iepile_root, instructie_root, list_sources, load_examples
 from kgopt.errors import BudgetExceeded, DataError
 
-PROMPT_VERSION = "llmicl-v1"
+PROMPT_VERSION = "llmicl-v2"  # v2: exactly the samples asked, labels limited to the schema (constrained)
 
 _ASK = {
     "en": (
