@@ -23,9 +23,10 @@ A method that fails (its error, e.g. a small model that cannot follow DSPy's pro
 prompts, or a DSPy optimiser that needed more than B calls) is reported with its error.
 
     .venv/bin/python scripts/bench_optimizers.py --tasks NER:en,RE:zh --budget 40 --seeds 3
+    .venv/bin/python scripts/bench_optimizers.py --tasks NER:en:30,KG:zh:20 --seeds 3     # a budget per task
     .venv/bin/python scripts/bench_optimizers.py --tasks NER:en --budget 40 --json
 
-Prints a markdown table (mean/min/max held-out F1 over seeds, calls, tokens, seconds) or, with
+Prints a markdown table (mean/min/max held-out F1 over seeds, budget, calls, tokens, seconds) or, with
 --json, one object {"NER/en": {"zero_shot": {"mean", "min", "max", "calls", ...}, ...}}; every
 run is appended as JSON to runs/bench-optimizers/runs.jsonl as it finishes.
 """
@@ -44,6 +45,7 @@ from typing import Any, Callable
 import dspy
 import ujson
 from loguru import logger
+from tqdm import tqdm
 
 from kgopt.augment import augment
 from kgopt.clients.config import resolve_endpoint
@@ -76,6 +78,7 @@ class Case:
     train_limit: int
     dev_limit: int
     test_limit: int
+    budget: int  # LLM requests each method may send before the test
 
     @property
     def key(self) -> str:
@@ -260,12 +263,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean/min/max test F1 over a method's seeds, with its calls, tokens and seconds (means)."""
     ok = [r for r in rows if "error" not in r]
     if not ok:
-        return {"error": rows[0]["error"] if rows else "not run", "seeds": len(rows)}
+        return {"error": rows[0]["error"] if rows else "not run", "seeds": len(rows), "budget": rows[0]["budget"] if rows else None}
     f1 = [r["test_f1"] for r in ok]
     out = {
         "mean": round(statistics.mean(f1), 2), "min": round(min(f1), 2), "max": round(max(f1), 2), "seeds": len(ok),
         "calls": round(statistics.mean(r["calls"] for r in ok), 1), "tokens": round(statistics.mean(r["tokens"] for r in ok)),
-        "seconds": round(statistics.mean(r["seconds"] for r in ok), 1), "test_records": ok[0]["test_records"],
+        "seconds": round(statistics.mean(r["seconds"] for r in ok), 1), "test_records": ok[0]["test_records"], "budget": ok[0]["budget"],
     }  # fmt: skip
     if len(ok) < len(rows):
         out["failed_seeds"] = [r["error"] for r in rows if "error" in r]
@@ -277,19 +280,23 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def parse_cases(spec: str, args) -> list[Case]:
+    """``TASK:LANG[:BUDGET],...``: a task without its own budget gets ``--budget``."""
     cases = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
-        task, _, lang = item.partition(":")
+        task, lang, *rest = item.split(":")
+        if len(rest) > 1 or (rest and not rest[0].isdigit()):
+            raise SystemExit(f"--tasks: {item!r} is not TASK:LANG or TASK:LANG:BUDGET (BUDGET a whole number of calls)")
         key = f"{get_task(task).name}/{lang}"
         source = None if get_task(task).asks_topics else SOURCES.get(key)
-        cases.append(Case(get_task(task).name, lang, source, args.data_dir, args.train, args.dev, args.test))
+        budget = int(rest[0]) if rest else args.budget
+        cases.append(Case(get_task(task).name, lang, source, args.data_dir, args.train, args.dev, args.test, budget))
     return cases
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default="NER:en,RE:zh,EE:zh,KG:zh", help="TASK:LANG,... (default: %(default)s)")
-    ap.add_argument("--budget", type=int, default=60, help="LLM requests each method may send before the test (default: %(default)s)")
+    ap.add_argument("--tasks", default="NER:en,RE:zh,EE:zh,KG:zh", help="TASK:LANG[:BUDGET],... (default: %(default)s)")
+    ap.add_argument("--budget", type=int, default=60, help="LLM requests each method may send before the test, for a task without its own (default: %(default)s)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per method (default: %(default)s)")
     ap.add_argument("--first-seed", type=int, default=0, help="start at this seed (to add seeds to a run of the same --tag)")
     ap.add_argument("--methods", default=",".join(METHODS), help="which methods (default: all)")
@@ -312,14 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level="INFO")
     config = resolve_endpoint()
-    results: dict[str, dict[str, Any]] = {}
-    for case in parse_cases(args.tasks, args):
-        rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-        for seed in range(args.first_seed, args.seeds):  # seeds outermost: a cut-short run still has every method's first seeds
-            for method in methods:
-                if seed == 0 or method not in DETERMINISTIC:
-                    rows[method].append(run_method(case, method, seed, args.budget, args.tag, config))
-        results[case.key] = {m: summarise(r) for m, r in rows.items() if r}
+    cases = parse_cases(args.tasks, args)
+    # Seeds outermost: a cut-short run still has every method's first seeds.
+    plan = [(case, seed, m) for case in cases for seed in range(args.first_seed, args.seeds) for m in methods if seed == 0 or m not in DETERMINISTIC]
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {case.key: {m: [] for m in methods} for case in cases}
+    with tqdm(plan, desc="bench", unit="run", dynamic_ncols=True) as bar:
+        for case, seed, method in bar:
+            bar.set_postfix_str(f"{case.key} {method} seed {seed}")
+            rows[case.key][method].append(run_method(case, method, seed, case.budget, args.tag, config))
+    results = {key: {m: summarise(r) for m, r in by_method.items() if r} for key, by_method in rows.items()}
     if args.first_seed:  # the earlier seeds are in the log
         results = results_of_tag(args.tag)
     print_results(results, args)
@@ -341,18 +349,18 @@ def print_results(results: dict[str, dict[str, Any]], args) -> None:
     if args.json:
         print(ujson.dumps(results, ensure_ascii=False))
     else:
-        print_table(results, args.budget)
+        print_table(results)
 
 
-def print_table(results: dict[str, dict[str, Any]], budget: int) -> None:
-    print(f"| task | method | held-out F1 mean | min | max | seeds | calls (budget {budget}) | tokens | seconds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    print("| task | method | held-out F1 mean | min | max | seeds | budget | calls | tokens | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, methods in results.items():
         for method, s in methods.items():
             if "error" in s:
-                print(f"| {key} | {method} | failed: {s['error']} | | | {s['seeds']} | | | |")
+                print(f"| {key} | {method} | failed: {s['error']} | | | {s['seeds']} | {s['budget']} | | | |")
             else:
-                print(f"| {key} | {method} | {s['mean']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {s['seeds']} | {s['calls']} | {s['tokens']} | {s['seconds']} |")
+                print(f"| {key} | {method} | {s['mean']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {s['seeds']} | {s['budget']} | {s['calls']} | {s['tokens']} | {s['seconds']} |")
     for key, methods in results.items():
         for method, s in methods.items():
             if "augmentation" in s:

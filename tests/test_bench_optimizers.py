@@ -73,6 +73,15 @@ def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
     assert [r["cache_hits"] for r in _rows()] == [0, 0]
 
 
+def test_a_task_may_have_its_own_budget(bench, capsys):
+    out = _run(bench, capsys, "--tasks", "NER:en:8", "--methods", "zero_shot,kgopt", "--seeds", "1", "--tag", "own")
+    kgopt = out["NER/en"]["kgopt"]
+    assert (kgopt["budget"], kgopt["calls"]) == (8, 8)  # not --budget's 24
+    assert out["NER/en"]["zero_shot"]["budget"] == 8
+    with pytest.raises(SystemExit, match="TASK:LANG:BUDGET"):
+        bench.main(["--tasks", "NER:en:lots"])
+
+
 def test_unknown_method_is_refused(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--methods", "nope"])
@@ -86,7 +95,7 @@ def test_dspy_optimisers_programs_show_the_demonstrations_they_attach(bench, met
     from kgopt.clients.lm import connect
     from kgopt.data.readers import default_data_dir
 
-    case = bench.Case("NER", "en", "CrossNER_AI", default_data_dir(), 6, 2, 3)
+    case = bench.Case("NER", "en", "CrossNER_AI", default_data_dir(), 6, 2, 3, BUDGET)
     conn = connect(EndpointConfig(api_base=os.environ["KGOPT_API_BASE"], model="fake"), cache=False, max_calls=BUDGET)
     run = bench.Run(case, conn, BUDGET, 0, tmp_path, case.load("train", 6), case.load("dev", 2), {})
     program = bench.METHOD_FUNCTIONS[method](run)
