@@ -203,3 +203,25 @@ def test_as_connection_takes_a_connection_a_factory_or_nothing(monkeypatch):
     assert lm_module.as_connection(lambda: made.append(1) or conn) is conn and made == [1]
     monkeypatch.setattr(lm_module, "default_connection", lambda: conn)
     assert lm_module.as_connection(None) is conn
+
+
+def test_the_call_budget_holds_across_copies_of_the_lm():
+    """DSPy optimisers call ``lm.copy(...)`` (a shallow copy) for their proposal models: a copy
+    spends the same budget, so no optimiser calls past --max-calls."""
+    from kgopt.errors import BudgetExceeded
+
+    with FakeEndpoint(respond=lambda req: (200, chat_response("ok"))) as server:
+        lm = EndpointLM(server.url, "fake", cache=None, backoff=0.01, max_calls=3)
+        proposer = lm.copy(temperature=1.0, rollout_id=1)
+        lm("a")
+        proposer("b")
+        assert lm.requests_sent == proposer.requests_sent == 2
+        proposer("c")
+        with pytest.raises(BudgetExceeded):
+            lm("d")
+        with pytest.raises(BudgetExceeded):
+            proposer("e")
+        assert len(server.requests) == 3 and lm.usage.calls == 3
+        lm.max_calls = None  # lifting the cap lifts it for the copies too
+        proposer("f")
+        assert lm.requests_sent == 4

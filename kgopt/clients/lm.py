@@ -127,6 +127,24 @@ class UsageSpan:
         self._final = self.counts()
 
 
+class CallBudget:
+    """Requests sent and the cap on them. One object shared by an LM and all its copies: DSPy's
+    ``lm.copy()`` is shallow, so a counter held in the LM itself would restart in each copy and
+    let an optimiser's proposal model call past the cap."""
+
+    def __init__(self, max_calls: int | None = None):
+        self.max_calls = max_calls
+        self.sent = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        """Count one request, or raise BudgetExceeded if the cap is reached."""
+        with self._lock:
+            if self.max_calls is not None and self.sent >= self.max_calls:
+                raise BudgetExceeded(f"the call budget of {self.max_calls} LLM requests is spent")
+            self.sent += 1
+
+
 class BadResponse(EndpointError):
     """The endpoint answered 200 with a body that is not a chat completion (a proxy's error page, a cut-off body)."""
 
@@ -204,9 +222,7 @@ class EndpointLM(dspy.BaseLM):
             raise ValueError(f"json_dialect must be 'auto' or one of {JSON_DIALECTS}, got {json_dialect!r}")
         self.json_dialect = json_dialect
         # A hard cap on requests sent (retries included; cache hits are free). None: no cap.
-        self.max_calls = max_calls
-        self._sent = 0
-        self._budget_lock = threading.Lock()
+        self._budget = CallBudget(max_calls)
         # openai's own retries are off: ours log, count and honour Retry-After.
         self._client = openai.OpenAI(base_url=api_base, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0)
 
@@ -242,14 +258,19 @@ class EndpointLM(dspy.BaseLM):
         return resp
 
     def _take_call(self) -> None:
-        with self._budget_lock:
-            if self.max_calls is not None and self._sent >= self.max_calls:
-                raise BudgetExceeded(f"the call budget of {self.max_calls} LLM requests is spent")
-            self._sent += 1
+        self._budget.take()
+
+    @property
+    def max_calls(self) -> int | None:
+        return self._budget.max_calls
+
+    @max_calls.setter
+    def max_calls(self, value: int | None) -> None:
+        self._budget.max_calls = value
 
     @property
     def requests_sent(self) -> int:
-        return self._sent
+        return self._budget.sent
 
     @property
     def dialect(self) -> str:
