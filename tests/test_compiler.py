@@ -288,3 +288,24 @@ def test_a_study_keeps_the_split_sizes_it_was_created_with():
     assert old.user_attrs["split_choices"] == [2, 4, 8, 16]
     new = optuna.create_study()
     assert _study_splits(new, spec) == split_choices(spec) == (1, 2, 4, 8, 16)
+
+
+def test_the_first_warm_start_is_the_obvious_few_shot_program(oracle, shared_data, tmp_path, monkeypatch):
+    """Labeled and bootstrap trials keep every training chunk (only mipro/gepa hold a quarter out
+    to select on): the first warm start is LabeledFewShot on all of train, the few-shot baseline."""
+    from kgopt.compiler.optimizers import run_optimizer
+    from kgopt.compiler.trainset import chunk_examples
+    from kgopt.data.readers import load_examples
+    from kgopt.program import IEProgram
+
+    monkeypatch.chdir(tmp_path)
+    res = _compile(oracle, shared_data, tmp_path, trials=1, seed=5)
+    assert res.manifest["trial"]["number"] == 0
+    written, _ = load_program(res.path)
+    spec = get_task(TASK)
+    train = load_examples(TASK, LANG, "train", data_dir=shared_data, source=SOURCE, limit=12)
+    chunks = chunk_examples(spec, train, spec.split_size)
+    few_shot = run_optimizer("labeled", IEProgram(TASK, LANG), chunks, [], None, 3, "similar", seed=5)
+    shown = lambda p: [json.dumps(dict(d.items()), sort_keys=True, ensure_ascii=False, default=str) for d in p.extract.demos]  # noqa: E731
+    assert len(chunks) > 4 and shown(written) == shown(few_shot)
+    assert len(written.extract.demos) == min(len(chunks), 24)  # none held out

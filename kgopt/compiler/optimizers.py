@@ -30,6 +30,7 @@ from kgopt.core.demos import cover_labels
 from kgopt.program import IEProgram, demo_labels
 
 OPTIMIZERS = ("labeled", "bootstrap", "mipro", "gepa")
+SELECT_ON_VALSET = ("mipro", "gepa")  # these choose among candidates on held-out training chunks
 SIMILAR_POOL = 24  # demonstrations kept for per-input selection
 
 

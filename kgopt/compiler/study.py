@@ -28,7 +28,7 @@ from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.compiler import manifest as mf
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.interrupts import TrialShield
-from kgopt.compiler.optimizers import OPTIMIZERS, run_optimizer
+from kgopt.compiler.optimizers import OPTIMIZERS, SELECT_ON_VALSET, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
 from kgopt.compiler.storage import default_storage, fail_dead_trials, open_storage, redact_url
 from kgopt.compiler.trainset import chunk_examples
@@ -122,8 +122,9 @@ class Compiler:
         trainset = chunk_examples(program.spec, self.train, cfg.split_size)
         if not trainset and cfg.num_demos:
             raise DataError(f"no training record of {self.spec.name}/{self.lang} has a label to show as a demonstration")
-        # mipro/gepa select on held-out training chunks, never on dev (dev picks the trial).
-        cut = max(1, len(trainset) // 4) if len(trainset) > 3 else 0
+        # mipro/gepa select on held-out training chunks, never on dev (dev picks the trial). The
+        # others keep every chunk, so the first warm start is the obvious few-shot program itself.
+        cut = max(1, len(trainset) // 4) if cfg.optimizer in SELECT_ON_VALSET and len(trainset) > 3 else 0
         valset, trainset = trainset[:cut], trainset[cut:] or trainset
         with dspy.context(lm=self.lm):
             compiled = run_optimizer(cfg.optimizer, program, trainset, valset, self.lm, cfg.num_demos, cfg.demo_choice, seed, cfg.options)
