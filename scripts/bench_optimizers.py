@@ -283,12 +283,13 @@ def parse_cases(spec: str, args) -> list[Case]:
     """``TASK:LANG[:BUDGET],...``: a task without its own budget gets ``--budget``."""
     cases = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
-        task, lang, *rest = item.split(":")
-        if len(rest) > 1 or (rest and not rest[0].isdigit()):
+        task, _, rest = item.partition(":")
+        lang, _, budget_text = rest.partition(":")
+        if not lang or (budget_text and not budget_text.isdigit()):
             raise SystemExit(f"--tasks: {item!r} is not TASK:LANG or TASK:LANG:BUDGET (BUDGET a whole number of calls)")
         key = f"{get_task(task).name}/{lang}"
         source = None if get_task(task).asks_topics else SOURCES.get(key)
-        budget = int(rest[0]) if rest else args.budget
+        budget = int(budget_text) if budget_text else args.budget
         cases.append(Case(get_task(task).name, lang, source, args.data_dir, args.train, args.dev, args.test, budget))
     return cases
 

@@ -78,8 +78,9 @@ def test_a_task_may_have_its_own_budget(bench, capsys):
     kgopt = out["NER/en"]["kgopt"]
     assert (kgopt["budget"], kgopt["calls"]) == (8, 8)  # not --budget's 24
     assert out["NER/en"]["zero_shot"]["budget"] == 8
-    with pytest.raises(SystemExit, match="TASK:LANG:BUDGET"):
-        bench.main(["--tasks", "NER:en:lots"])
+    for bad in ("NER:en:lots", "NER", "NER:en:3:4"):
+        with pytest.raises(SystemExit, match="TASK:LANG:BUDGET"):
+            bench.main(["--tasks", bad])
 
 
 def test_unknown_method_is_refused(bench, capsys):
