@@ -30,7 +30,9 @@ from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.core.tasks import get_task
 
-SOURCES = {"NER/en": "CrossNER_AI", "RE/zh": "DuIE2.0", "EE/zh": "FewFC", "RE/en": "CoNLL2004", "EE/en": "PHEE", "NER/zh": "WeiboNER"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_optimizers import SOURCES  # noqa: E402  (the same source per task as the equal-budget benchmark)
+
 OUT = Path("runs/bench-augment")
 
 

@@ -94,12 +94,15 @@ class Run:
 
     case: Case
     conn: Connection
-    budget: int
     seed: int
     scratch: Path
     train: list
     dev: list
     notes: dict[str, Any]
+
+    @property
+    def budget(self) -> int:
+        return self.case.budget
 
     @property
     def spec(self):
@@ -223,13 +226,14 @@ METHOD_FUNCTIONS: dict[str, Callable[[Run], IEProgram]] = {
 # --- one run, one case, the table ---------------------------------------------------------------
 
 
-def run_method(case: Case, method: str, seed: int, budget: int, tag: str, config) -> dict[str, Any]:
-    """One method on one case with one seed: optimise within the budget, then test."""
+def run_method(case: Case, method: str, seed: int, tag: str, config) -> dict[str, Any]:
+    """One method on one case with one seed: optimise within the case's budget, then test."""
+    budget = case.budget
     name = f"{case.task}_{case.lang}_{method}_s{seed}_{tag}"
     conn = connect(config, cache_namespace=f"bench-optimizers/{name}", max_calls=budget)
     scratch = OUT / "runs" / name
     scratch.mkdir(parents=True, exist_ok=True)
-    run = Run(case, conn, budget, seed, scratch, case.load("train", case.train_limit), case.load("dev", case.dev_limit), {})
+    run = Run(case, conn, seed, scratch, case.load("train", case.train_limit), case.load("dev", case.dev_limit), {})
     row: dict[str, Any] = {"case": case.key, "method": method, "seed": seed, "budget": budget, "tag": tag, "model": conn.model}
     started = time.monotonic()
     try:
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(plan, desc="bench", unit="run", dynamic_ncols=True) as bar:
         for case, seed, method in bar:
             bar.set_postfix_str(f"{case.key} {method} seed {seed}")
-            rows[case.key][method].append(run_method(case, method, seed, case.budget, args.tag, config))
+            rows[case.key][method].append(run_method(case, method, seed, args.tag, config))
     results = {key: {m: summarise(r) for m, r in by_method.items() if r} for key, by_method in rows.items()}
     if args.first_seed:  # the earlier seeds are in the log
         results = results_of_tag(args.tag)

@@ -98,7 +98,7 @@ def test_dspy_optimisers_programs_show_the_demonstrations_they_attach(bench, met
 
     case = bench.Case("NER", "en", "CrossNER_AI", default_data_dir(), 6, 2, 3, BUDGET)
     conn = connect(EndpointConfig(api_base=os.environ["KGOPT_API_BASE"], model="fake"), cache=False, max_calls=BUDGET)
-    run = bench.Run(case, conn, BUDGET, 0, tmp_path, case.load("train", 6), case.load("dev", 2), {})
+    run = bench.Run(case, conn, 0, tmp_path, case.load("train", 6), case.load("dev", 2), {})
     program = bench.METHOD_FUNCTIONS[method](run)
     example = run.valset()[0]
     if method == "gepa":  # it starts from gold demonstrations and keeps them
