@@ -5,7 +5,10 @@ train and dev records, the same `IEProgram` and chunk metric, and the same budge
 requests that reach the model (a hard cap: `EndpointLM.max_calls`). Each (method, seed) asks
 under its own response-cache namespace, so no method gets another's answers for free. Every
 resulting program is then scored on the test split, which no method sees (test calls are
-counted apart from B).
+counted apart from B). The test answers of a task are cached in one namespace shared by every
+method, seed and tag: a program asks the test records exactly what an identical program asked
+before (e.g. few-shot on every seed, or kgopt writing few-shot's program), and the answer is
+the one a deterministic server would give again, so it is not asked twice.
 
 Methods:
 - zero_shot:     the task's OneKE instruction, no demonstrations (no calls before the test).
@@ -243,12 +246,13 @@ def run_method(case: Case, method: str, seed: int, tag: str, config) -> dict[str
         run.notes["budget_spent"] = conn.lm.requests_sent >= budget
         used = spent.counts()
         row.update(calls=used["calls"], tokens=used["total_tokens"], cache_hits=used["cache_hits"], seconds=round(time.monotonic() - started, 1))
-        conn.lm.max_calls = None  # the test is not part of the budget
-        program.set_lm(conn.lm)
-        with conn.lm.usage.track() as tested:
-            ev = evaluate(case.task, case.lang, conn, split="test", source=case.source, limit=case.test_limit, data_dir=case.data_dir,
+        tester = connect(config, cache_namespace=f"bench-optimizers/test/{case.key}")  # no cap: the test is not part of B
+        program.set_lm(tester.lm)
+        with tester.lm.usage.track() as tested:
+            ev = evaluate(case.task, case.lang, tester, split="test", source=case.source, limit=case.test_limit, data_dir=case.data_dir,
                           program=program, out_dir=scratch / "test")
-        row.update(test_f1=ev.report.total.headline_f1(), test_records=ev.report.total.instances, test_calls=tested.counts()["calls"])
+        t = tested.counts()
+        row.update(test_f1=ev.report.total.headline_f1(), test_records=ev.report.total.instances, test_calls=t["calls"], test_cache_hits=t["cache_hits"])
         ccks = getattr(ev.report, "ccks", None)
         if ccks:
             row["test_ccks"] = ccks["score"]
@@ -311,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=8, help="test records per source (default: %(default)s)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names this run's cache namespaces and studies (default: now)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    ap.add_argument("--report", metavar="TAGS", help="run nothing: print the table of the runs of these tags (comma-separated) in runs.jsonl")
+    ap.add_argument("--report", metavar="TAGS", help="run nothing: print the table of the runs of these tags (comma-separated) in runs.jsonl; "
+                    "where two tags have a row for the same task, method and seed, the later-listed tag's is used")
     args = ap.parse_args(argv)
     if args.report:
         print_results(results_of_tag(args.report), args)
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.add(sys.stderr, level="INFO")
     config = resolve_endpoint()
     cases = parse_cases(args.tasks, args)
-    # Seeds outermost: a cut-short run still has every method's first seeds.
+    # Per task, seeds outside methods: a cut-short run still has every method's first seeds.
     plan = [(case, seed, m) for case in cases for seed in range(args.first_seed, args.seeds) for m in methods if seed == 0 or m not in DETERMINISTIC]
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {case.key: {m: [] for m in methods} for case in cases}
     with tqdm(plan, desc="bench", unit="run", dynamic_ncols=True) as bar:
@@ -341,12 +346,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def results_of_tag(tags: str) -> dict[str, dict[str, Any]]:
     """The summary of every finished run of the tags (comma-separated), as main() prints it."""
-    wanted = set(tags.split(","))
-    rows: dict[str, dict[str, list]] = {}
+    order = {t: i for i, t in enumerate(tags.split(","))}
+    # One row per (case, method, seed): a later-listed tag's row replaces an earlier one's (a
+    # method re-run after a fix), and within a tag the later line does.
+    latest: dict[tuple, tuple[int, dict]] = {}
     for line in (OUT / "runs.jsonl").read_text(encoding="utf-8").splitlines():
         r = ujson.loads(line)
-        if r.get("tag") in wanted:
-            rows.setdefault(r["case"], {}).setdefault(r["method"], []).append(r)
+        rank = order.get(r.get("tag"))
+        if rank is not None:
+            key = (r["case"], r["method"], r["seed"])
+            if key not in latest or rank >= latest[key][0]:
+                latest[key] = (rank, r)
+    rows: dict[str, dict[str, list]] = {}
+    for _, r in latest.values():
+        rows.setdefault(r["case"], {}).setdefault(r["method"], []).append(r)
     return {case: {m: summarise(rs) for m, rs in by_method.items()} for case, by_method in rows.items()}
 
 

@@ -58,7 +58,7 @@ def test_every_method_reported_within_the_budget_on_the_same_test_records(bench,
     rows = _rows()
     for r in rows:  # augmentation counts in the budget: the whole method stays within it
         if "error" not in r:
-            assert r["calls"] <= BUDGET and r["test_calls"] >= 1
+            assert r["calls"] <= BUDGET and r["test_calls"] + r["test_cache_hits"] >= 1
             assert r["notes"]["budget_spent"] == (r["method"] in ("kgopt", "kgopt_augmented") or r["calls"] == BUDGET)
     assert {r["notes"]["study"] for r in rows if r["method"] == "kgopt"} == {"NER_en_kgopt_s0_a", "NER_en_kgopt_s1_a"}
     # A run cut short is summarised from its log, with the same figures.
@@ -71,6 +71,25 @@ def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
     # Identical requests of an earlier run are not free answers for this one: it pays for its calls.
     assert first["NER/en"]["kgopt"]["calls"] == again["NER/en"]["kgopt"]["calls"] == BUDGET
     assert [r["cache_hits"] for r in _rows()] == [0, 0]
+
+
+def test_an_identical_program_is_not_asked_the_test_records_twice(bench, capsys):
+    """Test answers are shared across methods and seeds (never the budgeted calls): few-shot's
+    program is the same on every seed, so its second seed's test answers all come from the cache."""
+    out = _run(bench, capsys, "--methods", "few_shot", "--seeds", "2", "--tag", "t")
+    first, second = _rows()
+    assert first["test_calls"] > 0 and first["test_cache_hits"] == 0
+    assert (second["test_calls"], second["test_cache_hits"]) == (0, first["test_calls"])
+    assert second["test_f1"] == first["test_f1"] and out["NER/en"]["few_shot"]["seeds"] == 2
+
+
+def test_a_report_over_several_tags_takes_a_rerun_seed_from_the_later_tag(bench, capsys):
+    _run(bench, capsys, "--methods", "zero_shot,kgopt", "--seeds", "1", "--tag", "old")
+    _run(bench, capsys, "--tasks", "NER:en:8", "--methods", "kgopt", "--seeds", "1", "--tag", "fixed")  # told apart by budget
+    report = _run(bench, capsys, "--report", "old,fixed")["NER/en"]
+    assert report["kgopt"]["seeds"] == 1 and report["zero_shot"]["seeds"] == 1  # not two kgopt seed-0 rows
+    assert (report["kgopt"]["budget"], report["kgopt"]["calls"]) == (8, 8)
+    assert _run(bench, capsys, "--report", "fixed,old")["NER/en"]["kgopt"]["budget"] == BUDGET
 
 
 def test_a_task_may_have_its_own_budget(bench, capsys):
@@ -142,7 +161,7 @@ def test_the_benchmark_on_the_embedded_model(monkeypatch, tmp_path, capsys):
     assert all(s["test_records"] == 1 and 0 <= s["mean"] <= 100 for s in out.values())
     assert out["zero_shot"]["calls"] == out["few_shot"]["calls"] == 0 and 0 < out["kgopt"]["calls"] <= budget
     (row,) = [r for r in _rows() if r["method"] == "kgopt"]
-    assert row["model"].startswith("qwen2.5-coder") and row["test_calls"] > 0
+    assert row["model"].startswith("qwen2.5-coder") and row["test_calls"] + row["test_cache_hits"] > 0
     # The choice, recomputed from the study's own record of its trials.
     import optuna
 
