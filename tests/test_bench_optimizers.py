@@ -74,8 +74,9 @@ def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
 
 
 def test_an_identical_program_is_not_asked_the_test_records_twice(bench, capsys):
-    """Test answers are shared across methods and seeds (never the budgeted calls): few-shot's
-    program is the same on every seed, so its second seed's test answers all come from the cache."""
+    """Test answers are shared across methods and seeds (never the budgeted calls). On these
+    records few-shot shows the same demonstrations on both seeds, so it sends the same test
+    requests and the second seed's answers all come from the cache."""
     out = _run(bench, capsys, "--methods", "few_shot", "--seeds", "2", "--tag", "t")
     first, second = _rows()
     assert first["test_calls"] > 0 and first["test_cache_hits"] == 0
