@@ -7,7 +7,7 @@ under its own response-cache namespace, so no method gets another's answers for 
 resulting program is then scored on the test split, which no method sees (test calls are
 counted apart from B). The test answers of a task are cached in one namespace shared by every
 method, seed and tag: a program asks the test records exactly what an identical program asked
-before (e.g. few-shot on every seed, or kgopt writing few-shot's program), and the answer is
+before (e.g. kgopt writing few-shot's program, or a seed-independent program on a later seed), and the answer is
 the one a deterministic server would give again, so it is not asked twice.
 
 Methods:
