@@ -208,8 +208,9 @@ def kgopt_augmented(run: Run) -> IEProgram:
     aug_dir = run.scratch / "augmented"
     lm.max_calls = run.budget // 4  # augmentation's share; what it does not use goes to the compile
     try:
+        # It learns from the same train records as every other method, no more.
         augment(c.task, c.lang, run.conn, source=c.source, per_label=2, seed=run.seed, data_dir=c.data_dir, out_dir=aug_dir,
-                max_labels=max(1, run.budget // 4))
+                max_labels=max(1, run.budget // 4), train_limit=c.train_limit)
     except BudgetExceeded:
         run.notes["augmentation_stopped"] = "its share of the budget was spent (what was accepted is kept)"
     for path in sorted((aug_dir / "reports").glob("*.json")):  # the yield, written even when the budget stopped it
@@ -306,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="NER:en,RE:zh,EE:zh,KG:zh", help="TASK:LANG[:BUDGET],... (default: %(default)s)")
     ap.add_argument("--budget", type=int, default=60, help="LLM requests each method may send before the test, for a task without its own (default: %(default)s)")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per method (default: %(default)s)")
-    ap.add_argument("--first-seed", type=int, default=0, help="start at this seed (to add seeds to a run of the same --tag)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per method, numbered from --first-seed (default: %(default)s)")
+    ap.add_argument("--first-seed", type=int, default=0, help="number the seeds from this one (to add seeds to a run of the same --tag)")
     ap.add_argument("--methods", default=",".join(METHODS), help="which methods (default: all)")
     ap.add_argument("--data-dir", type=Path, default=None, help="data root (train, dev and the test split); default: the bundled data")
     ap.add_argument("--train", type=int, default=12, help="train records per source (default: %(default)s)")
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_endpoint()
     cases = parse_cases(args.tasks, args)
     # Per task, seeds outside methods: a cut-short run still has every method's first seeds.
-    plan = [(case, seed, m) for case in cases for seed in range(args.first_seed, args.seeds) for m in methods if seed == 0 or m not in DETERMINISTIC]
+    plan = [(case, seed, m) for case in cases for seed in range(args.first_seed, args.first_seed + args.seeds) for m in methods if seed == 0 or m not in DETERMINISTIC]
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {case.key: {m: [] for m in methods} for case in cases}
     with tqdm(plan, desc="bench", unit="run", dynamic_ncols=True) as bar:
         for case, seed, method in bar:

@@ -146,3 +146,16 @@ def test_constrained_reply_has_exactly_the_samples_asked_and_only_schema_labels(
         assert item["event_type"]["enum"] == list(schema.types)
         roles = item["arguments"]["items"]["properties"]["role"]["enum"]
         assert set(roles) == {r for rs in schema.type_roles.values() for r in rs}
+
+
+def test_train_limit_shows_only_the_first_train_records(shared_data, train, tmp_path):
+    """As compile's --train-limit: the samples shown (and the labels asked) come from the first N records."""
+    first = train[:3]
+    with FakeEndpoint(respond=lambda req: (200, chat_response('{"samples": []}'))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        augment("RE", LANG, conn, source=SOURCE, per_label=1, data_dir=shared_data, out_dir=tmp_path, train_limit=3)
+        prompts = [r["messages"][0]["content"] for r in server.requests]
+    shown = {json.loads(line)["text"] for p in prompts for line in p.split("的真实样本")[1].splitlines() if line.startswith('{"text"')}
+    labels = {l["relation"] for ex in first for l in ex.record.labels}
+    assert shown and shown <= {ex.record.text for ex in first} and len(train) > 3
+    assert len(prompts) == len(labels)  # one call per label the first three records carry

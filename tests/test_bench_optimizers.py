@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,6 +28,7 @@ def bench(monkeypatch, tmp_path):
     with FakeEndpoint() as ep:
         monkeypatch.setenv("KGOPT_API_BASE", ep.url)
         monkeypatch.setenv("KGOPT_MODEL", "fake")
+        module.endpoint = ep  # what the methods sent, for the tests
         yield module
 
 
@@ -91,6 +93,22 @@ def test_a_report_over_several_tags_takes_a_rerun_seed_from_the_later_tag(bench,
     assert report["kgopt"]["seeds"] == 1 and report["zero_shot"]["seeds"] == 1  # not two kgopt seed-0 rows
     assert (report["kgopt"]["budget"], report["kgopt"]["calls"]) == (8, 8)
     assert _run(bench, capsys, "--report", "fixed,old")["NER/en"]["kgopt"]["budget"] == BUDGET
+
+
+def test_augmentation_learns_from_the_same_train_records_as_every_method(bench, capsys):
+    _run(bench, capsys, "--methods", "kgopt_augmented", "--seeds", "1", "--train", "2", "--tag", "a")
+    args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=2, dev=2, test=3)
+    (case,) = bench.parse_cases("NER:en", args)
+    allowed = {ex.record.text for ex in case.load("train", 2)}
+    everything = {ex.record.text for ex in case.load("train", None)}
+    asked = [r["messages"][0]["content"] for r in bench.endpoint.requests if "You create training data" in r["messages"][0]["content"]]
+    shown = {json.loads(line)["text"] for p in asked for line in p.split("Real samples")[1].splitlines() if line.startswith('{"text"')}
+    assert asked and shown and shown <= allowed and len(everything) > len(allowed)
+
+
+def test_first_seed_numbers_the_seeds_asked_for(bench, capsys):
+    _run(bench, capsys, "--methods", "few_shot", "--first-seed", "1", "--seeds", "2", "--tag", "a")
+    assert [r["seed"] for r in _rows()] == [1, 2]
 
 
 def test_a_task_may_have_its_own_budget(bench, capsys):

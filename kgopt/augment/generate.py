@@ -116,12 +116,14 @@ def _sample_schema(items: RecordItems, schema: Schema, n: int) -> dict[str, Any]
     return obj({"samples": {"type": "array", "items": sample, "minItems": n, "maxItems": n}})
 
 
-def _units(spec, lang: str, source: str | None, data_dir, out_root: Path) -> list[_Unit]:
+def _units(spec, lang: str, source: str | None, data_dir, out_root: Path, train_limit: int | None) -> list[_Unit]:
+    """What to augment, read with ``load_examples``' ``limit`` so that the records shown are the
+    ones ``kgopt compile --train-limit`` trains on (the first N of the file, or of each source)."""
     if spec.dataset == "instructie":
         root = instructie_root(data_dir)
         by_topic: dict[str, list[Record]] = defaultdict(list)
         schemas: dict[str, Schema] = {}
-        for ex in load_examples(spec.name, lang, "train", data_dir=data_dir):
+        for ex in load_examples(spec.name, lang, "train", data_dir=data_dir, limit=train_limit):
             by_topic[ex.record.cate or ""].append(ex.record)
             schemas[ex.record.cate or ""] = ex.schema
         topics = [source] if source else sorted(by_topic)
@@ -141,7 +143,7 @@ def _units(spec, lang: str, source: str | None, data_dir, out_root: Path) -> lis
             if source:
                 raise DataError("this source has no train split to learn from", str(folder / "train.json"))
             continue
-        exs = load_examples(spec.name, lang, "train", data_dir=data_dir, source=src)
+        exs = load_examples(spec.name, lang, "train", data_dir=data_dir, source=src, limit=train_limit)
         if not exs:
             continue
         dst = out_root / "iepile" / f"IE-{lang}" / folder_task / src
@@ -165,6 +167,7 @@ class AugmentOptions:
     data_dir: str | Path | None = None
     out_dir: str | Path | None = None  # None: <data>/augmented
     max_labels: int | None = None  # labels asked per source or topic
+    train_limit: int | None = None  # learn from the first N train records (per source), as compile's --train-limit; None: all
     constrained: bool = True  # JSON-schema constrained decoding of the samples
 
     def __post_init__(self) -> None:
@@ -189,7 +192,7 @@ def augment(task: str, lang: str, connection=None, **options: Any) -> AugmentRep
 def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
     """Augmentation as steps: read the data, then per label show examples, ask, check, keep."""
     o, spec = options, options.spec
-    units = _units(spec, o.lang, o.source, o.data_dir, o.out_root)  # reads (and checks) the data before any call
+    units = _units(spec, o.lang, o.source, o.data_dir, o.out_root, o.train_limit)  # reads (and checks) the data before any call
     connection = as_connection(connection)
     report = AugmentReport(spec.name, o.lang, connection.model, o.seed)
     spent = UsageSpan(connection.lm.usage)

@@ -218,6 +218,9 @@ def augment(
     source: Optional[str] = typer.Option(None, "--source", help="One IEPile source, or one InstructIE topic for KG. Default: all."),
     per_label: int = typer.Option(3, "--per-label", min=1, help="New samples to ask for per label."),
     max_labels: Optional[int] = typer.Option(None, "--max-labels", min=1, help="Only the first N labels of each schema (to bound the cost)."),
+    train_limit: Optional[int] = typer.Option(
+        None, "--train-limit", min=1, help="Learn only from the first N train records per source (as compile --train-limit). Default: all."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for the examples shown and the sampled replies."),
     data_dir: Optional[Path] = DataDirOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Augmented data root. Default: dataset/augmented (read by kgopt compile)."),
@@ -237,7 +240,7 @@ def augment(
     try:
         conn = _connect(api_base, model, api_key, config)
         rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
-                  max_labels=max_labels, constrained=not plain)
+                  max_labels=max_labels, train_limit=train_limit, constrained=not plain)
     except KgoptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
