@@ -19,7 +19,7 @@ Methods:
 - gepa:          DSPy GEPA (reflective instruction evolution; the same model reflects),
                  max_metric_calls scaled to B, from 3 gold demonstrations, selecting on dev.
 - kgopt:         `kgopt compile --max-calls B` (the study stops when B is spent).
-- kgopt_augmented: `kgopt augment` on the train records (a quarter of B at most), then
+- kgopt_augmented: `kgopt augment --train-limit` on the same train records as the rest (a quarter of B at most), then
                  `kgopt compile` on train + accepted samples with what is left of B.
 
 A method that fails (its error, e.g. a small model that cannot follow DSPy's proposal
