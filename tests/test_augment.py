@@ -120,9 +120,13 @@ def test_cli_augment_reports_its_counts(shared_data, tmp_path):
         env = dict(os.environ, KGOPT_API_BASE=server.url, KGOPT_MODEL="fake", KGOPT_HOME=str(tmp_path / "home"))
         env.pop("KGOPT_CONFIG", None)
         cmd = [sys.executable, "-m", "kgopt", "augment", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--per-label", "2",
-               "--max-labels", "1", "--data-dir", str(shared_data), "--out", str(tmp_path / "aug"), "--json"]
+               "--max-labels", "1", "--train-limit", "3", "--data-dir", str(shared_data), "--out", str(tmp_path / "aug"), "--json"]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        (prompt,) = [r["messages"][0]["content"] for r in server.requests]
     assert res.returncode == 0, res.stderr
+    first = {ex.record.text for ex in load_examples("NER", "en", "train", data_dir=shared_data, source="CrossNER_AI", limit=3)}
+    shown = {json.loads(line)["text"] for line in prompt.split("Real samples")[1].splitlines() if line.startswith('{"text"')}
+    assert shown and shown <= first  # --train-limit reached augment
     d = json.loads(res.stdout)
     assert (d["task"], d["asked"], d["received"], d["rejected"]["malformed"], d["llm"]["calls"]) == ("NER", 2, 1, 1, 1)
 
