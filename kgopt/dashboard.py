@@ -1,10 +1,15 @@
-"""``kgopt dashboard``: optuna-dashboard on the compiler's study storage."""
+"""``kgopt dashboard``: optuna-dashboard on the compiler's study storage.
+
+The storage URL may carry a password (put in by ``kgopt.clients.credentials.cli_storage_url``
+from a file or ``KGOPT_STORAGE_PASSWORD``): it is shown only through ``kgopt.redaction``.
+"""
 
 from __future__ import annotations
 
 from loguru import logger
 
-from kgopt.compiler.storage import existing_storage, open_storage, redact_url
+from kgopt.compiler.storage import existing_storage, open_storage
+from kgopt.redaction import redact_url
 
 
 def serve(storage: str | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:

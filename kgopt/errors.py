@@ -46,3 +46,14 @@ class BudgetExceeded(KgoptError):
 
 class ExtractAborted(KgoptError):
     """``kgopt extract`` stopped early (too many failures, or the call budget); finished work is kept."""
+
+
+class CallsFailed(KgoptError):
+    """More LLM calls failed than a run allows (``--max-failures``, or a trial's share): its
+    figures would measure the endpoint's outage, not the program. Finished work is kept."""
+
+
+def check_failures(failed: int, total: int, max_failures: int | None, what: str) -> None:
+    """Raise ``CallsFailed`` when more than ``max_failures`` of ``total`` calls failed (None: no limit)."""
+    if max_failures is not None and failed > max_failures:
+        raise CallsFailed(f"{what}: {failed} of {total} LLM calls failed (more than --max-failures {max_failures})")

@@ -4,7 +4,9 @@ The prediction file is exactly the IEPile evaluator's input (``id, source, instr
 label, output`` per schema chunk, plus kgopt's ``status``/``error``, which it ignores), so
 the official script can re-score it. Each LLM failure is recorded on its line, not fatal.
 Lines are appended to ``predictions.partial.jsonl`` as they arrive, so a crash keeps what
-was done; the final ``predictions.jsonl`` is written atomically in dataset order.
+was done; the final ``predictions.jsonl`` and ``scores.json`` are written atomically. A re-run
+writes its partial lines beside the old partial file and replaces it only once it has records
+of its own, so an interrupted re-run never loses what the previous run left.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from tqdm import tqdm
 from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.core.parsing import ERROR
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
-from kgopt.data.jsonio import dumps, iter_json, write_jsonl
+from kgopt.core.stats import PairedDifference, paired_bootstrap
+from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
 from kgopt.data.readers import AskedRecord, load_examples
-from kgopt.errors import BudgetExceeded
-from kgopt.program import IEProgram, load_program
+from kgopt.errors import check_failures
+from kgopt.program import IEProgram, ProgramSettings, load_program
 
 
 @dataclass
@@ -37,12 +40,17 @@ class Evaluation:
     usage: dict[str, int]
     failed_calls: int
     seconds: float
+    calls: int = 0  # schema-chunk calls asked (failed ones included)
+
+    def check_failures(self, max_failures: int | None) -> None:
+        """Raise ``CallsFailed`` if more than ``max_failures`` calls failed (these scores would measure the outage)."""
+        check_failures(self.failed_calls, self.calls, max_failures, f"{self.report.task} on {self.out_dir}")
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.report.to_json(with_sources=True),
             "predictions": str(self.predictions),
-            "llm": {**self.usage, "failed_calls": self.failed_calls},
+            "llm": {**self.usage, "failed_calls": self.failed_calls, "calls_asked": self.calls},
             "seconds": round(self.seconds, 1),
         }
 
@@ -86,15 +94,11 @@ def run_program(
     partial = open(partial_path, "a", encoding="utf-8") if partial_path else None
 
     def one(i: int) -> tuple[int, list[dict[str, Any]]]:
+        # Endpoint failures are recorded per call inside the program; anything raised here is
+        # a bug or a bad program, and stops the run (finished records stay in the partial file).
         ex = examples[i]
-        try:
-            pred = program(text=ex.record.text, schema=ex.schema, record=ex.record)
-            return i, prediction_lines(program, ex, pred)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:  # a bug or a bad record must not lose the others
-            logger.warning("record {}/{} failed: {}: {}", ex.record.source, ex.record.id, type(exc).__name__, exc)
-            return i, prediction_lines(program, ex, None, f"{type(exc).__name__}: {exc}")
+        pred = program(text=ex.record.text, schema=ex.schema, record=ex.record)
+        return i, prediction_lines(program, ex, pred)
 
     pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
@@ -144,24 +148,110 @@ def evaluate(
         out_dir = Path("runs") / "evaluate" / f"{program.task}_{lang}_{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / "predictions.partial.jsonl"
-    partial.unlink(missing_ok=True)
+    partial, fresh = out_dir / "predictions.partial.jsonl", out_dir / "predictions.partial.jsonl.new"
+    fresh.unlink(missing_ok=True)
     logger.info("evaluating {} {} on {} {} records ({})", program.task, lang, len(examples), split, source or "all sources")
-    with connection.lm.usage.track() as spent:
-        per_example = run_program(program, examples, connection, threads, partial, desc=f"{program.task}/{lang} {split}")
+    try:
+        with connection.lm.usage.track() as spent:
+            per_example = run_program(program, examples, connection, threads, fresh, desc=f"{program.task}/{lang} {split}")
+    except BaseException:
+        _keep_partial(fresh, partial)
+        raise
     lines = [l for ls in per_example for l in ls]
     pred_path = out_dir / "predictions.jsonl"
     write_jsonl(pred_path, lines)
+    fresh.unlink(missing_ok=True)
     partial.unlink(missing_ok=True)
     groups = group_lines(enumerate(lines, 1), str(pred_path))
     report = score_groups(program.task, groups)
     usage = spent.counts()
     failed = sum(1 for l in lines if l["status"] == ERROR)
-    ev = Evaluation(report, out_dir, pred_path, usage, failed, time.monotonic() - started)
-    (out_dir / "scores.json").write_text(dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
+    ev = Evaluation(report, out_dir, pred_path, usage, failed, time.monotonic() - started, calls=len(lines))
+    write_atomic(out_dir / "scores.json", lambda fh: fh.write(dumps(ev.to_json(), indent=2) + "\n"))
     if failed:
         logger.warning("{} of {} LLM calls failed; they are recorded in {} with their errors", failed, len(lines), pred_path)
     return ev
+
+
+def _keep_partial(fresh: Path, partial: Path) -> None:
+    """An interrupted run: its partial lines replace the old partial file only if it has any."""
+    if fresh.is_file() and fresh.stat().st_size > 0:
+        fresh.replace(partial)
+    else:
+        fresh.unlink(missing_ok=True)
+
+
+ZERO_SHOT_WAYS = ("strict", "lenient", "constrained")
+
+
+@dataclass
+class ZeroShotComparison:
+    """A program against the strongest of three zero-shot baselines on the same records.
+
+    strict: the official parse of plain zero-shot answers; lenient: the same answers parsed
+    leniently (repaired JSON, validated per chunk); constrained: zero-shot asked with the
+    chunk's answer schema enforced by the server (``output="json"``), parsed officially.
+    """
+
+    program: Evaluation
+    zero_shot: Evaluation
+    lenient: ScoreReport
+    constrained: Evaluation
+    out_dir: Path
+
+    @property
+    def reports(self) -> dict[str, ScoreReport]:
+        return {"strict": self.zero_shot.report, "lenient": self.lenient, "constrained": self.constrained.report}
+
+    @property
+    def strongest(self) -> str:
+        """The zero-shot way with the highest headline F1 (the first of ``ZERO_SHOT_WAYS`` on a tie)."""
+        f1s = {k: r.total.headline_f1() for k, r in self.reports.items()}
+        return max(ZERO_SHOT_WAYS, key=lambda k: (f1s[k], -ZERO_SHOT_WAYS.index(k)))
+
+    @property
+    def difference(self) -> PairedDifference:
+        """The program's F1 minus the strongest baseline's, paired over records."""
+        return paired_bootstrap(self.reports[self.strongest].records, self.program.report.records)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "zero_shot_f1": {k: r.total.headline_f1() for k, r in self.reports.items()},
+            "strongest": self.strongest,
+            "program_f1": self.program.report.total.headline_f1(),
+            "difference": self.difference.to_json(),
+            "program": self.program.to_json(),
+            "zero_shot": self.zero_shot.to_json(),
+            "zero_shot_lenient": self.lenient.to_json(with_sources=True),
+            "zero_shot_constrained": self.constrained.to_json(),
+        }
+
+
+def compare_with_zero_shot(
+    task: str,
+    lang: str,
+    connection: Connection | None,
+    program: IEProgram | str | Path,
+    split: str = "test",
+    source: str | None = None,
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    threads: int = 1,
+    out_dir: str | Path | None = None,
+) -> ZeroShotComparison:
+    """``kgopt evaluate --vs-zero-shot``: the three zero-shot baselines and ``program`` on the same
+    records; ``out_dir/scores.json`` holds the comparison, each run its own folder below it."""
+    connection = as_connection(connection)
+    out = Path(out_dir) if out_dir else Path("runs") / "evaluate" / f"{task}_{lang}_{split}-vs-zero-shot-{time.strftime('%Y%m%d-%H%M%S')}"
+    kw = dict(split=split, source=source, limit=limit, data_dir=data_dir, threads=threads)
+    plain = evaluate(task, lang, connection, program=None, out_dir=out / "zero-shot", **kw)
+    lenient = score_file(task, plain.predictions, lenient=True)
+    constrained = IEProgram(task, lang, settings=ProgramSettings(output="json"))
+    constrained_ev = evaluate(task, lang, connection, program=constrained, out_dir=out / "zero-shot-constrained", **kw)
+    program_ev = evaluate(task, lang, connection, program=program, out_dir=out / "program", **kw)
+    cmp = ZeroShotComparison(program_ev, plain, lenient, constrained_ev, out)
+    write_atomic(out / "scores.json", lambda fh: fh.write(dumps(cmp.to_json(), indent=2) + "\n"))
+    return cmp
 
 
 def score_file(task: str, path: str | Path, lenient: bool = False) -> ScoreReport:

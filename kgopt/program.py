@@ -21,6 +21,7 @@ from typing import Any
 
 import dspy
 import ujson
+from loguru import logger
 
 from kgopt import __version__
 from kgopt.adapters.oneke import OneKEAdapter
@@ -30,11 +31,15 @@ from kgopt.core.parsing import ERROR, merge_labels, parse_answer
 from kgopt.core.schema import Record, Schema
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.jsonio import dumps, write_atomic
-from kgopt.errors import ArtifactError, BudgetExceeded
+from kgopt.clients.lm import CALL_ERRORS
+from kgopt.errors import ArtifactError
 
 ARTIFACT_FORMAT = 1
 DEMO_SELECTIONS = ("fixed", "similar")
 OUTPUT_MODES = ("plain", "json")  # json: server-side constrained decoding to the answer schema
+# The only state a saved predictor may carry: DSPy's load_state sets every key it is given as
+# an attribute, so a "config": {"n": 64} would ride along on every request.
+PREDICTOR_STATE_KEYS = ("signature", "demos", "traces", "train", "lm")
 
 
 @dataclass
@@ -52,17 +57,38 @@ class ProgramSettings:
     answer_format: str | None = None  # None: the task's OneKE format (KG may use "typed_triples")
 
     def __post_init__(self):
+        # A program file is untrusted input: every field is checked here, by name, so a bad
+        # value is an error when the file is read, never a TypeError in every call later.
+        for name in ("split_size", "max_tokens"):
+            _check_int(name, getattr(self, name), minimum=1, optional=True)
+        for name in ("max_items", "max_len"):
+            _check_int(name, getattr(self, name), minimum=0, optional=True)
+        _check_int("num_demos", self.num_demos, minimum=0)
         if self.demo_selection not in DEMO_SELECTIONS:
             raise ValueError(f"demo_selection must be one of {DEMO_SELECTIONS}, got {self.demo_selection!r}")
         if self.output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {self.output!r}")
-        if self.num_demos < 0 or (self.split_size is not None and self.split_size < 1):
-            raise ValueError("num_demos must be >= 0 and split_size >= 1")
+        t = self.temperature
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2):
+            raise ValueError(f"temperature must be a number from 0 to 2 or null, got {t!r}")
+        if self.answer_format is not None and not isinstance(self.answer_format, str):
+            raise ValueError(f"answer_format must be a string or null, got {self.answer_format!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProgramSettings":
+        """Settings from a program's ``config`` (its ``task`` and ``lang`` aside); an unknown key is refused."""
         known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"task", "lang"})
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(map(repr, unknown))}")
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}{' or null' if optional else ''}, got {value!r}")
 
 
 def demo_labels(demo: Any) -> set[str]:
@@ -142,7 +168,9 @@ class IEProgram(dspy.Module):
     ) -> dspy.Prediction:
         """Ask every schema chunk (or just ``chunk``), parse each answer, merge.
 
-        An LLM failure is recorded on its call, not raised; only the call budget stops a run.
+        An endpoint failure (unreachable, refused, retries spent, a body that is no completion)
+        is recorded on its call, not raised; only the call budget stops a run. Any other error
+        is a bug or a bad program and is raised: counting it as a failed call would hide it.
         """
         if chunk is None and schema is None:
             raise ValueError("forward() needs a schema (or one schema chunk)")
@@ -154,9 +182,7 @@ class IEProgram(dspy.Module):
                     demos = self.select_demos(text, chunk)
                     raw = self.extract(text=text, chunk=chunk, demos=demos, config=self.call_config(chunk)).answer or ""
                     error = None
-                except BudgetExceeded:
-                    raise
-                except Exception as exc:  # endpoint down, retries exhausted, bad response
+                except CALL_ERRORS as exc:
                     raw, error = "", f"{type(exc).__name__}: {str(exc)[:300]}"
                 parsed = parse_answer(self.spec, raw, chunk)
                 parts.append(parsed.labels)
@@ -219,13 +245,67 @@ def load_program(path: str | os.PathLike, task: str | None = None, lang: str | N
     if made_with.split(".")[:2] != dspy.__version__.split(".")[:2]:
         raise ArtifactError(f"{path}: made with DSPy {made_with}, this is DSPy {dspy.__version__}; recompile it")
     cfg = art["config"]
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"{path}: 'config' must be an object")
     if task and cfg.get("task") != task.upper():
         raise ArtifactError(f"{path}: a {cfg.get('task')} program, not {task.upper()}")
     if lang and cfg.get("lang") != lang:
         raise ArtifactError(f"{path}: a {cfg.get('lang')} program, not {lang}")
     try:
-        program = IEProgram(cfg["task"], cfg["lang"], settings=ProgramSettings.from_dict(cfg))
-        program.load_state(art["state"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ArtifactError(f"{path}: malformed program state ({type(exc).__name__}: {exc})") from None
+        settings = ProgramSettings.from_dict(cfg)
+        program = IEProgram(cfg["task"], cfg["lang"], settings=settings)
+    except KeyError as exc:
+        raise ArtifactError(f"{path}: config lacks {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: config: {exc}") from None
+    program.load_state(_safe_state(art["state"], path))
+    if not isinstance(art.get("manifest", {}), dict):
+        raise ArtifactError(f"{path}: 'manifest' must be an object")
     return program, art.get("manifest", {})
+
+
+def _safe_state(state: Any, path: Path) -> dict[str, Any]:
+    """The saved predictor state, checked key by key and type by type, with ``lm`` forced to
+    None (a program never chooses its endpoint). Anything else is an ``ArtifactError`` naming the key."""
+    if not isinstance(state, dict) or set(state) != {"extract"}:
+        raise ArtifactError(f"{path}: 'state' must be an object with the one key 'extract'")
+    sub = state["extract"]
+    if not isinstance(sub, dict):
+        raise ArtifactError(f"{path}: state.extract must be an object")
+    unknown = sorted(set(sub) - set(PREDICTOR_STATE_KEYS))
+    if unknown:
+        raise ArtifactError(f"{path}: unknown key(s) in state.extract: {', '.join(map(repr, unknown))}")
+    sig = sub.get("signature")
+    if not (isinstance(sig, dict) and isinstance(sig.get("instructions"), str) and isinstance(sig.get("fields"), list)
+            and all(isinstance(f, dict) and isinstance(f.get("prefix"), str) and isinstance(f.get("description"), str) for f in sig["fields"])):
+        raise ArtifactError(f"{path}: state.extract.signature must be {{instructions: string, fields: [{{prefix, description}}]}}")
+    for name in ("traces", "train"):
+        if not isinstance(sub.get(name, []), list):
+            raise ArtifactError(f"{path}: state.extract.{name} must be a list")
+    demos = sub.get("demos", [])
+    if not isinstance(demos, list):
+        raise ArtifactError(f"{path}: state.extract.demos must be a list")
+    for i, d in enumerate(demos):
+        problem = _demo_problem(d)
+        if problem:
+            raise ArtifactError(f"{path}: state.extract.demos[{i}]{problem}")
+    if sub.get("lm") is not None:
+        logger.warning("{}: the program names an LM ({}); ignored: programs run on the configured endpoint", path, type(sub["lm"]).__name__)
+    clean = {"signature": {"instructions": sig["instructions"], "fields": [{"prefix": f["prefix"], "description": f["description"]} for f in sig["fields"]]},
+             "demos": demos, "traces": [], "train": [], "lm": None}  # traces/train: DSPy's, unused when a program runs
+    return {"extract": clean}
+
+
+def _demo_problem(demo: Any) -> str | None:
+    """What is wrong with one saved demonstration, or None."""
+    if not isinstance(demo, dict):
+        return " must be an object"
+    for key in ("text", "answer"):
+        if not isinstance(demo.get(key), str):
+            return f".{key} must be a string"
+    if not isinstance(demo.get("chunk", []), list):
+        return ".chunk must be a list"
+    for key, value in demo.items():
+        if key not in ("text", "answer", "chunk") and not isinstance(value, (str, int, float, bool, type(None))):
+            return f".{key} must be a string, number, boolean or null"
+    return None

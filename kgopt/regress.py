@@ -17,6 +17,7 @@ from typing import Any
 from loguru import logger
 
 from kgopt.errors import ArtifactError
+from kgopt.redaction import redact_identity
 
 
 @dataclass
@@ -66,9 +67,10 @@ def regress_one(path: Path, connection, tolerance: float = 2.0, data_dir=None, t
         program.task, program.lang, connection, split="dev", source=dev.get("source"), limit=dev.get("limit_per_source"),
         data_dir=data_dir, program=program, threads=threads, out_dir=out,
     )
-    same = manifest.get("endpoint") == connection.identity
+    recorded = redact_identity(str(manifest.get("endpoint", "")))  # a manifest of an older kgopt may hold a password
+    same = recorded == redact_identity(connection.identity)
     if not same:
-        logger.warning("{} was compiled on {}, re-scored on {}: figures may differ for that reason", path, manifest.get("endpoint"), connection.identity)
+        logger.warning("{} was compiled on {}, re-scored on {}: figures may differ for that reason", path, recorded, redact_identity(connection.identity))
     return RegressionResult(path, program.task, program.lang, float(dev["f1"]), ev.report.total.headline_f1(), tolerance, same, ev.to_json())
 
 

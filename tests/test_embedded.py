@@ -71,12 +71,17 @@ def test_ctrl_c_stops_the_server(tmp_path, shared_data):
 
 def test_configured_endpoint_takes_the_same_path(tmp_path, shared_data):
     """KGOPT_API_BASE pointing at a real llama.cpp server: used as is, no embedded server started."""
+    import httpx
+
     from kgopt.clients.embedded import EmbeddedServer
 
     with EmbeddedServer() as server:
         before = set(_servers())
+        # Its random key is needed (KGOPT_API_KEY), and is nowhere in the process arguments.
+        assert httpx.get(f"{server.api_base}/models", trust_env=False).status_code == 401
+        assert server.api_key and not any(server.api_key in line for line in _servers())
         env = _env(tmp_path)
-        env.update(KGOPT_API_BASE=server.api_base, KGOPT_MODEL=server.model.served_name)
+        env.update(KGOPT_API_BASE=server.api_base, KGOPT_MODEL=server.model.served_name, KGOPT_API_KEY=server.api_key)
         cmd = [sys.executable, "-m", "kgopt", "evaluate", "--task", "NER", "--lang", "zh", "--source", "WeiboNER", "--limit", "1",
                "--data-dir", str(shared_data), "--out", str(tmp_path / "out"), "--json"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
@@ -98,7 +103,7 @@ def test_json_output_through_api_base_finds_llama_cpp_dialect(tmp_path):
 
     with EmbeddedServer() as server:
         lm_module._learned_dialects.pop(server.api_base, None)
-        conn = connect(resolve_endpoint(api_base=server.api_base, model=server.model.served_name), cache=False)
+        conn = connect(resolve_endpoint(api_base=server.api_base, model=server.model.served_name, api_key=server.api_key), cache=False)
         assert conn.lm.json_dialect == "auto"
         program = IEProgram("NER", "en", settings=ProgramSettings(output="json", max_tokens=128, temperature=0.0))
         program.set_lm(conn.lm)

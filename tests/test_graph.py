@@ -1,11 +1,17 @@
 """The pure parts of KG construction: mentions, entity merging, exports."""
 
 import csv
+import re
+import sys
 
 import networkx as nx
+import pytest
+import ujson
 
+from kgopt.errors import DataError
 from kgopt.graph.build import build_graph, mentions_from_labels, normalise
-from kgopt.graph.export import cypher_name, cypher_string, write_exports
+from kgopt.graph.export import cypher_name, cypher_string, read_graph, relationship_type, write_exports
+from kgopt.graph.stats import graph_stats
 
 
 def test_nodes_keep_their_first_mentions_as_evidence():
@@ -87,5 +93,152 @@ def test_exports_escape_and_round_trip(tmp_path):
     assert {r["name"] for r in rows} == {'O\'Neil "x"', "b,c\nd"}
     back = nx.read_graphml(tmp_path / "graph.graphml")
     assert [d["relation"] for _, _, d in back.edges(data=True)] == [tricky]
-    assert cypher_string("a'b\\c") == "'a\\'b\\\\c'" and cypher_name("x`y") == "`x``y`"
-    assert "[r:`it's a ``rel``\\n`]" in (tmp_path / "graph.cypher").read_text(encoding="utf-8")
+    assert cypher_string("a'b\\c") == "'a\\'b\\\\c'"
+    # The relation's type is made safe; its text is kept, escaped, in r.relation.
+    script = (tmp_path / "graph.cypher").read_text(encoding="utf-8")
+    assert f"[r:{cypher_name(tricky)}]" in script and "r.relation = 'it\\'s a `rel`\\\\n'" in script
+
+
+def test_relationship_types_keep_safe_names_and_map_the_rest_without_collisions():
+    """Letters (CJK too), digits, underscores and spaces stay as they are, so graph.cypher is
+    unchanged for them; anything else (a backtick, a quote, a newline, a brace, a name that
+    only looks like a mapped one) becomes safe characters plus a hash of the original."""
+    for safe in ("出生地", "located in", "founded_by", "P31", "Straße"):
+        assert relationship_type(safe) == safe and cypher_name(safe) == f"`{safe}`"
+    tricky = ["x`y", "x'y", 'x"y', "x\ny", "x}y", "x{y", "x_y", "x y", "x`y`", "", "a_b__0123456789"]
+    types = [relationship_type(r) for r in tricky]
+    assert types[6:8] == ["x_y", "x y"]  # already safe
+    assert len(set(types)) == len(types)  # x`y, x'y, x"y ... all different, and none is "x_y"
+    for r, t in zip(tricky, types):
+        assert re.fullmatch(r"[\w ]+", t), t
+        assert relationship_type(r) == t  # deterministic
+    assert re.fullmatch(r"x_y__[0-9a-f]{10}", relationship_type("x`y"))
+    assert relationship_type("a_b__0123456789") != "a_b__0123456789"  # would pass for a mapped name
+
+
+# --- Reading an export back: a bad file is one DataError naming file and line ---------------
+
+def _export(tmp_path):
+    """A small export whose first node's name spans two lines of nodes.csv (a quoted newline)."""
+    where = {"doc": "d", "chunk": 0, "task": "RE", "program": "p"}
+    g = build_graph([(where, {"triples": [{"head": "two\nlines", "relation": "r", "tail": "b"}, {"head": "b", "relation": "s", "tail": "c"}]})])
+    write_exports(g, tmp_path)
+    return tmp_path
+
+
+def _nodes_lines(out):
+    # Records end in \r\n, the quoted newline is \n: [header, 'n..,"two\nlines",...', node b (line 4), node c (line 5), '']
+    return (out / "nodes.csv").read_bytes().split(b"\r\n")
+
+
+def _bad_nodes_utf8(out):
+    lines = _nodes_lines(out)
+    lines[2] = lines[2].replace(b",b,", b",b\xff,")
+    (out / "nodes.csv").write_bytes(b"\r\n".join(lines))
+    return "nodes.csv:4: not UTF-8"
+
+
+def _bad_nodes_huge_field(out):
+    lines = _nodes_lines(out)
+    lines[2] = lines[2].replace(b",b,", b"," + b"x" * 200_000 + b",")
+    (out / "nodes.csv").write_bytes(b"\r\n".join(lines))
+    return r"nodes.csv:4: not readable as CSV: field larger than field limit"
+
+
+def _bad_nodes_extra_field(out):
+    lines = _nodes_lines(out)
+    lines[3] += b",surplus"
+    (out / "nodes.csv").write_bytes(b"\r\n".join(lines))
+    return "nodes.csv:5: 7 fields where the header has 6"
+
+
+def _bad_nodes_missing_field(out):
+    lines = _nodes_lines(out)
+    lines[3] = lines[3].rsplit(b",", 1)[0]
+    (out / "nodes.csv").write_bytes(b"\r\n".join(lines))
+    return "nodes.csv:5: 5 fields where the header has 6"
+
+
+def _bad_nodes_not_a_number(out):
+    lines = _nodes_lines(out)
+    head, _, _ = lines[2].rsplit(b",", 2)
+    lines[2] = head + b",many,1"  # line 4: after the record that spans lines 2-3
+    (out / "nodes.csv").write_bytes(b"\r\n".join(lines))
+    return "nodes.csv:4: not a node row: mentions is 'many', not a whole number"
+
+
+def _rewrite_triple(out, line, change):
+    rows = [ujson.loads(x) for x in (out / "triples.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows[line - 1] = change(rows[line - 1])
+    (out / "triples.jsonl").write_text("".join(ujson.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _bad_triples_json(out):
+    (out / "triples.jsonl").write_text((out / "triples.jsonl").read_text(encoding="utf-8") + '{"head_id": \n', encoding="utf-8")
+    return "triples.jsonl:3: invalid JSON"
+
+
+def _bad_triples_count(out):
+    _rewrite_triple(out, 2, lambda r: {**r, "count": "3"})
+    return "triples.jsonl:2: not a triple row: count is '3', not a whole number"
+
+
+def _bad_triples_provenance(out):
+    _rewrite_triple(out, 1, lambda r: {**r, "provenance": 5})
+    return "triples.jsonl:1: not a triple row: provenance is not a list of objects"
+
+
+def _bad_triples_provenance_item(out):
+    _rewrite_triple(out, 2, lambda r: {**r, "provenance": [1]})
+    return "triples.jsonl:2: not a triple row: provenance is not a list of objects"
+
+
+def _bad_triples_relation(out):
+    _rewrite_triple(out, 1, lambda r: {**r, "relation": ["r"]})
+    return r"triples.jsonl:1: not a triple row: relation is \['r'\], not a non-empty string"
+
+
+BAD_FILES = [_bad_nodes_utf8, _bad_nodes_huge_field, _bad_nodes_extra_field, _bad_nodes_missing_field, _bad_nodes_not_a_number,
+             _bad_triples_json, _bad_triples_count, _bad_triples_provenance, _bad_triples_provenance_item, _bad_triples_relation]
+
+
+@pytest.mark.parametrize("spoil", BAD_FILES, ids=lambda f: f.__name__[5:])
+def test_a_bad_export_is_a_data_error_naming_file_and_line(tmp_path, spoil):
+    """graph-stats and graph-load read the same files the same way: a non-UTF-8 byte, an
+    over-long field, a row of the wrong width or a wrong value is a DataError at its line
+    (the line a record starts on, counted in the file, past a record that spans two lines)."""
+    out = _export(tmp_path)
+    assert graph_stats(out)["nodes"] == 3 and len(read_graph(out).edges) == 2
+    expected = spoil(out)
+    with pytest.raises(DataError, match=expected) as err:
+        read_graph(out)
+    assert err.value.path == str(out / expected.split(":")[0]) and err.value.line == int(expected.split(":")[1])
+    with pytest.raises(DataError, match=expected):
+        graph_stats(out)
+
+
+@pytest.fixture()
+def cli():
+    """typer's runner; graph-load points loguru at the runner's stderr, so it is put back after."""
+    from typer.testing import CliRunner
+
+    from kgopt.cli.main import app
+
+    yield lambda *args: CliRunner().invoke(app, [str(a) for a in args])
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr)
+
+
+@pytest.mark.parametrize("spoil", [_bad_nodes_utf8, _bad_nodes_huge_field, _bad_nodes_extra_field, _bad_nodes_not_a_number,
+                                   _bad_triples_provenance, _bad_triples_provenance_item], ids=lambda f: f.__name__[5:])
+def test_graph_stats_and_graph_load_say_one_error_line_and_exit_2(tmp_path, spoil, cli):
+    out = _export(tmp_path)
+    expected = spoil(out)
+    # Port 1: nothing listens there, and the bad row must be found before any connection is tried.
+    for args in (["graph-stats", out], ["graph-load", out, "--into", "falkordb://127.0.0.1:1/kg"]):
+        res = cli(*args)
+        assert res.exit_code == 2, (args, res.output, res.exception)
+        assert res.stdout == "" and len(res.stderr.splitlines()) == 1, res.stderr
+        assert re.fullmatch(rf"error: {re.escape(str(out))}/{expected}.*\n", res.stderr), res.stderr

@@ -139,3 +139,85 @@ def test_cli_extract_on_the_bundled_sample_writes_a_view_the_browser_draws(brows
     st = _status(_dom(browser, (out / VIEW).as_uri()))
     assert st["drawn-nodes"] == len(_rows(out / "nodes.csv")) > 0
     assert st["drawn-edges"] == len(_rows(out / "edges.csv")) > 0
+
+
+@pytest.fixture()
+def served(tmp_path):
+    """serve_view on a folder like extract's, with a secret beside it and links pointing out."""
+    import threading
+
+    from kgopt.graph.view import serve_view
+
+    out = tmp_path / "out"
+    write_view(_graph(["张三", "Bob"]), out / VIEW)
+    (out / "nodes.csv").write_text("id,name\n", encoding="utf-8")
+    (tmp_path / "secret.txt").write_text("not for the browser", encoding="utf-8")
+    (out / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (out / "sub").mkdir()
+    server = serve_view(out)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield out, server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _get(server, path: str, host: str | None = "default", method: str = "GET"):
+    import http.client
+
+    port = server.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", f"127.0.0.1:{port}" if host == "default" else host.format(port=port))
+        conn.endheaders()
+        res = conn.getresponse()
+        return res.status, res.read()
+    finally:
+        conn.close()
+
+
+def test_serve_gives_graph_html_and_nothing_else(served):
+    out, server = served
+    assert server.server_address[0] == "127.0.0.1"
+    assert _get(server, "/graph.html") == (200, (out / VIEW).read_bytes())
+    assert _get(server, "/graph.html?x=1", host="localhost:{port}")[0] == 200
+    assert _get(server, "/graph.html", method="HEAD") == (200, b"")
+    # The rest of the folder, its listing, a link out of it, and ways around the path check.
+    for path in ("/", "/nodes.csv", "/link.txt", "/sub/", "/../", "/../secret.txt", "/%2e%2e/secret.txt", "//etc/passwd",
+                 "/graph.html/", "/./graph.html", "/favicon.ico"):
+        status, body = _get(server, path)
+        assert status == 404 and b"not for the browser" not in body and b"nodes.csv" not in body, (path, status, body[:200])
+
+
+def test_serve_refuses_other_host_names(served):
+    """DNS rebinding: a page of evil.example re-points its name at 127.0.0.1 and reads the
+    answer as same-origin; the Host header it sends is not 127.0.0.1:PORT or localhost:PORT."""
+    _, server = served
+    port = server.server_address[1]
+    for host in ("evil.example", "evil.example:{port}", "127.0.0.1", "localhost:1", "127.0.0.1:{port}.evil.example", ""):
+        status, body = _get(server, "/graph.html", host=host)
+        assert status == 403 and b"cytoscape" not in body, (host, status)
+    assert _get(server, "/graph.html", host=None)[0] == 403  # no Host header at all
+    assert _get(server, "/graph.html", host=f"LocalHost:{port}")[0] == 200
+
+
+def test_serve_follows_no_link_out_of_the_folder(served, tmp_path):
+    from kgopt.graph.view import serve_view
+
+    out, server = served
+    page = out / VIEW
+    page.unlink()
+    page.symlink_to(tmp_path / "secret.txt")  # replaced while served
+    status, body = _get(server, "/graph.html")
+    assert status == 404 and b"not for the browser" not in body
+    with pytest.raises(ArtifactError, match="links outside"):
+        serve_view(out)
+    inside = out / "graph-v2.html"  # a link that stays in the folder is still the page
+    write_view(_graph(["a", "b"]), inside)
+    page.unlink()
+    page.symlink_to(inside)
+    assert _get(server, "/graph.html") == (200, inside.read_bytes())

@@ -25,14 +25,15 @@ from loguru import logger
 from tqdm import tqdm
 
 from kgopt.augment.validate import REASONS, SampleChecker
-from kgopt.clients.lm import UsageSpan, as_connection, complete_text
+from kgopt.clients.lm import CALL_ERRORS, UsageSpan, as_connection, complete_text
 from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
 from kgopt.core.shapes import RecordItems, shape_named
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
 from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
 from kgopt.data.readers import default_data_dir, iepile_root, instructie_root, list_sources, load_examples
-from kgopt.errors import BudgetExceeded, DataError
+from kgopt.errors import DataError
+from kgopt.redaction import redact_identity, scrub
 
 PROMPT_VERSION = "llmicl-v2"  # v2: exactly the samples asked, labels limited to the schema (constrained)
 
@@ -249,10 +250,8 @@ def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list
         kwargs["response_format"] = response_format(_sample_schema(items, unit.schema, per_label))
     try:
         raw = complete_text(lm, [{"role": "user", "content": prompt}], **kwargs)
-    except BudgetExceeded:
-        raise
-    except Exception as exc:
-        logger.warning("augment call for {}/{} failed: {}: {}", unit.name, label, type(exc).__name__, exc)
+    except CALL_ERRORS as exc:  # an endpoint failure; any other error is a bug and is raised
+        logger.warning("augment call for {}/{} failed: {}: {}", unit.name, label, type(exc).__name__, scrub(str(exc)))
         report.failed_calls += 1
         return []
     obj, _ = load_json(raw or "")
@@ -267,7 +266,7 @@ def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list
 def _provenance(connection, seed: int, label: str, shown: list[Record]) -> dict[str, Any]:
     return {
         "model": connection.model,
-        "endpoint": connection.identity,
+        "endpoint": redact_identity(connection.identity),  # shared files: never a password or ?key=
         "prompt_version": PROMPT_VERSION,
         "seed": seed,
         "label": label,

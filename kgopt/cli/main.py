@@ -1,4 +1,9 @@
-"""``kgopt`` command line: a thin layer over the Python API."""
+"""``kgopt`` command line: a thin layer over the Python API.
+
+Exit status of every command: 0 done; 1 done, but more LLM calls failed than ``--max-failures``
+allows (the figures printed would measure the outage; finished work is kept); 2 bad input or
+configuration; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import typer
 from loguru import logger
 
 from kgopt.core.tasks import TASKS
-from kgopt.errors import ConfigError, KgoptError
+from kgopt.errors import CallsFailed, ConfigError, KgoptError
 
 app = typer.Typer(
     name="kgopt",
@@ -76,7 +81,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(1 if isinstance(exc, CallsFailed) else 2)
 
 
 def _fmt(scores: dict) -> str:
@@ -95,11 +100,13 @@ def _print_report(data: dict) -> None:
         typer.echo(f"  CCKS2023: F1 {c['F1']:.2f}  Rouge-2 {c['rouge2']:.2f}  score {c['score']:.2f}")
 
 
-EndpointOpt = typer.Option(None, "--api-base", help="OpenAI-compatible base URL, e.g. http://HOST:8192/v1 (env KGOPT_API_BASE). Unset: the embedded model.")
+EndpointOpt = typer.Option(None, "--api-base", help="OpenAI-compatible base URL, e.g. http://HOST:8192/v1 (env KGOPT_API_BASE; put one holding a password or ?key= there, not here). Unset: the embedded model.")
 ModelOpt = typer.Option(None, "--model", help="Model name served there, e.g. novel (env KGOPT_MODEL).")
-KeyOpt = typer.Option(None, "--api-key", help="API key (env KGOPT_API_KEY; default EMPTY). Never logged.")
+KeyOpt = typer.Option(None, "--api-key", help="API key (default EMPTY). Never logged, but visible to other local users in process arguments: prefer env KGOPT_API_KEY or --api-key-env.")
+KeyEnvOpt = typer.Option(None, "--api-key-env", metavar="NAME", help="Read the API key from the environment variable NAME (keeps it out of process arguments).")
 ConfigOpt = typer.Option(None, "--config", help="A kgopt.toml with an \\[endpoint] table (default: ./kgopt.toml if present).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
+MaxFailuresOpt = typer.Option(0, "--max-failures", min=0, help="LLM calls that may fail (after retries) before the command exits 1.")
 
 
 def _start(verbose: bool) -> None:
@@ -107,12 +114,16 @@ def _start(verbose: bool) -> None:
     _interruptible()
 
 
-def _connect(api_base, model, api_key, config, **kwargs):
+def _connect(api_base, model, api_key, config, api_key_env=None, **kwargs):
     """The endpoint from flags > env > kgopt.toml > embedded, connected (may start the embedded model)."""
     from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.credentials import warn_key_argument, warn_secret_argument
     from kgopt.clients.lm import connect
 
-    return connect(resolve_endpoint(api_base, model, api_key, config_path=config), **kwargs)
+    if api_key is not None:
+        warn_key_argument()  # ps shows it to every local user while kgopt runs
+    warn_secret_argument("--api-base", api_base)
+    return connect(resolve_endpoint(api_base, model, api_key, config_path=config, api_key_env=api_key_env), **kwargs)
 
 
 @app.command()
@@ -153,52 +164,76 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for predictions.jsonl and scores.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
     vs_zero_shot: bool = typer.Option(False, "--vs-zero-shot", help="Also score the zero-shot baseline on the same records and print both (needs --program)."),
+    max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
+    api_key_env: Optional[str] = KeyEnvOpt,
     config: Optional[Path] = ConfigOpt,
     max_tokens: int = typer.Option(512, "--max-tokens", min=16, help="Longest answer per call."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
     verbose: bool = VerboseOpt,
 ) -> None:
-    """Run a program over a split, write evaluator-format predictions, and print the scores."""
+    """Run a program over a split, write evaluator-format predictions, and print the scores.
+
+    With --vs-zero-shot, also the zero-shot baseline three ways on the same records (strict: the
+    official parse; lenient: the same answers repaired; constrained: the answer schema enforced
+    by the server) and the program's F1 against the strongest of them, with a paired 95%
+    bootstrap interval over records; all of it goes to OUT/scores.json.
+    """
     _start(verbose)
     from kgopt.data.jsonio import dumps
+    from kgopt.evaluate import compare_with_zero_shot
     from kgopt.evaluate import evaluate as run
 
     if vs_zero_shot and program is None:
         _fail(ConfigError("--vs-zero-shot compares a saved program with the baseline: give --program FILE"))
-    runs: dict[str, Any] = {}
     try:
-        conn = _connect(api_base, model, api_key, config, max_tokens=max_tokens, cache=not no_cache)
+        conn = _connect(api_base, model, api_key, config, api_key_env, max_tokens=max_tokens, cache=not no_cache)
+        kw = dict(split=split, source=source, limit=limit, data_dir=data_dir, threads=threads, out_dir=out)
         if vs_zero_shot:
-            runs["zero-shot"] = run(task.value, lang.value, conn, split, source, limit, data_dir, None, threads, out and out / "zero-shot")
-        runs[str(program) if program else "zero-shot"] = run(
-            task.value, lang.value, conn, split, source, limit, data_dir, program, threads, out and (out / "program" if vs_zero_shot else out)
-        )
+            cmp = compare_with_zero_shot(task.value, lang.value, conn, program, **kw)
+            runs = {"zero-shot": cmp.zero_shot, "zero-shot constrained": cmp.constrained, str(program): cmp.program}
+        else:
+            runs = {str(program) if program else "zero-shot": run(task.value, lang.value, conn, program=program, **kw)}
     except KgoptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         typer.secho("interrupted: records finished so far are in predictions.partial.jsonl", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
-    data = {name: ev.to_json() for name, ev in runs.items()}
     if as_json:
-        typer.echo(dumps(data if vs_zero_shot else next(iter(data.values()))))
-        return
-    for name, d in data.items():
+        typer.echo(dumps(cmp.to_json() if vs_zero_shot else next(iter(runs.values())).to_json()))
+    else:
+        _print_evaluations(runs)
         if vs_zero_shot:
-            typer.secho(f"== {name}", bold=True)
+            _print_comparison(cmp, f"{task.value}/{lang.value} {split}", str(program))
+    try:
+        for ev in runs.values():
+            ev.check_failures(max_failures)
+    except CallsFailed as exc:
+        _fail(exc)
+
+
+def _print_evaluations(runs: dict) -> None:
+    for label, ev in runs.items():
+        d = ev.to_json()
+        if len(runs) > 1:
+            typer.secho(f"== {label}", bold=True)
         _print_report(d)
         u = d["llm"]
         typer.echo(f"LLM: {u['calls']} calls, {u['cache_hits']} from cache, {u['failed_calls']} failed, {u['total_tokens']} tokens, {d['seconds']}s")
         typer.echo(f"predictions: {d['predictions']}")
-    if vs_zero_shot:
-        (base, comp), name = runs.values(), str(program)
-        typer.secho(
-            f"{task.value}/{lang.value} {split}, {comp.report.total.instances} records: "
-            f"zero-shot F1 {base.report.total.headline_f1():.2f}  vs  {name} F1 {comp.report.total.headline_f1():.2f}",
-            bold=True,
-        )
+
+
+def _print_comparison(cmp, what: str, name: str) -> None:
+    f1s, best = cmp.to_json()["zero_shot_f1"], cmp.strongest
+    typer.echo("zero-shot F1: " + "  ".join(f"{way} {f1:.2f}" for way, f1 in f1s.items()) + f"  (strongest: {best})")
+    typer.secho(f"{what}, {cmp.program.report.total.instances} records: strongest zero-shot ({best}) F1 {f1s[best]:.2f}  vs  "
+                f"{name} F1 {cmp.program.report.total.headline_f1():.2f}", bold=True)
+    d = cmp.difference
+    verdict = "" if d.significant else f"  (not significant at n = {d.n})"
+    typer.secho(d.line() + verdict, bold=True)
+    typer.echo(f"scores: {cmp.out_dir / 'scores.json'}")
 
 
 class Optimizer(str, Enum):
@@ -226,9 +261,11 @@ def augment(
     out: Optional[Path] = typer.Option(None, "--out", help="Augmented data root. Default: dataset/augmented (read by kgopt compile)."),
     plain: bool = typer.Option(False, "--plain", help="Do not ask the server for JSON-schema constrained output."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
+    api_key_env: Optional[str] = KeyEnvOpt,
     config: Optional[Path] = ConfigOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -238,7 +275,7 @@ def augment(
     from kgopt.data.jsonio import dumps
 
     try:
-        conn = _connect(api_base, model, api_key, config)
+        conn = _connect(api_base, model, api_key, config, api_key_env)
         rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
                   max_labels=max_labels, train_limit=train_limit, constrained=not plain)
     except KgoptError as exc:
@@ -249,7 +286,14 @@ def augment(
     data = rep.to_json()
     if as_json:
         typer.echo(dumps(data))
-        return
+    else:
+        _print_augment(data)
+    if data["failed_calls"] > max_failures:
+        _fail(CallsFailed(f"augment {data['task']}/{data['lang']}: {data['failed_calls']} LLM calls failed (more than --max-failures {max_failures}); "
+                          "the samples accepted were written"))
+
+
+def _print_augment(data: dict) -> None:
     typer.echo(f"{data['task']}/{data['lang']}: asked {data['asked']}, received {data['received']}, accepted {data['accepted']}, missing {data['missing']}, failed calls {data['failed_calls']}")
     for reason, n in data["rejected"].items():
         typer.echo(f"  rejected {reason:<20} {n}")
@@ -267,7 +311,12 @@ def compile_cmd(
     optimizer: Optional[Optimizer] = typer.Option(None, "--optimizer", help="Fix the DSPy optimiser; default: the study chooses between labeled and bootstrap."),
     trials: int = typer.Option(8, "--trials", min=1, help="Finished trials the study should have; re-running resumes up to this."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (any SQLAlchemy URL, e.g. postgresql://...). Default: sqlite under compiled/."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name. Default: <TASK>_<lang>."),
+    storage_password_file: Optional[Path] = typer.Option(
+        None, "--storage-password-file", help="Read the storage password from FILE (else KGOPT_STORAGE_PASSWORD), not from the URL."
+    ),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name. Default: <TASK>_<lang>. A study is refused if it was run on other data or another model."),
+    new_study: bool = typer.Option(False, "--new-study", help="Use the study named after this run's fingerprint (<name>-<8 hex>), created if new."),
+    force: bool = typer.Option(False, "--force", help="Replace the program at --out even if its dev F1 on the same data and model is higher."),
     max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the best program. Default: compiled/<TASK>_<lang>.json."),
     data_dir: Optional[Path] = DataDirOpt,
@@ -278,22 +327,31 @@ def compile_cmd(
     proposals: int = typer.Option(2, "--instruction-proposals", min=0, help="Instruction variants to ask the LLM for (plus the official one)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of demonstration sampling."),
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
+    max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
+    api_key_env: Optional[str] = KeyEnvOpt,
     config: Optional[Path] = ConfigOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    """Compile a program: DSPy optimisers inside an Optuna study, scored on dev; writes the best."""
+    """Compile a program: DSPy optimisers inside an Optuna study, scored on dev; writes the best.
+
+    A trial (or the zero-shot baseline) with more than a fifth of its calls failed is never
+    scored: the run stops with exit 1, writes nothing, and a re-run resumes.
+    """
     _start(verbose)
+    from kgopt.clients.credentials import cli_storage_url
     from kgopt.compiler import compile_program
 
     try:
-        conn = _connect(api_base, model, api_key, config)
+        storage = cli_storage_url(storage, storage_password_file)
+        conn = _connect(api_base, model, api_key, config, api_key_env)
         res = compile_program(
             task.value, lang.value, conn, source=source, optimizer=optimizer.value if optimizer else None, trials=trials,
             storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
             train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
+            new_study=new_study, force=force,
         )
     except KgoptError as exc:
         _fail(exc)
@@ -307,7 +365,10 @@ def compile_cmd(
     typer.echo(f"study {res.study_name} ({res.trials_run} trials) in {res.storage}")
     u = res.usage
     typer.echo(f"LLM: {u['calls']} calls, {u['total_tokens']} tokens, {u['cache_hits']} from cache, {u['failures']} failed")
-    typer.echo(f"program: {res.path}")
+    typer.echo(f"program: {res.path}" if res.written else f"program: not written ({res.kept_reason}; --force replaces it)")
+    if u["failures"] > max_failures:
+        _fail(CallsFailed(f"compile {m['task']}/{m['lang']}: {u['failures']} LLM calls failed (more than --max-failures {max_failures}); "
+                          "no trial above a fifth failed calls was scored"))
 
 
 @app.command()
@@ -317,9 +378,11 @@ def regress(
     data_dir: Optional[Path] = DataDirOpt,
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model again instead of replaying cached answers."),
+    max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
+    api_key_env: Optional[str] = KeyEnvOpt,
     config: Optional[Path] = ConfigOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -328,7 +391,7 @@ def regress(
     from kgopt.regress import regress as run
 
     try:
-        conn = _connect(api_base, model, api_key, config, cache=not no_cache)
+        conn = _connect(api_base, model, api_key, config, api_key_env, cache=not no_cache)
         results = run(programs, conn, tolerance, data_dir, threads)
     except KgoptError as exc:
         _fail(exc)
@@ -338,21 +401,26 @@ def regress(
         typer.echo(r.line())
     failed = [r for r in results if not r.passed]
     typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    calls_failed = sum(r.scores["llm"]["failed_calls"] for r in results)
+    if calls_failed > max_failures:
+        _fail(CallsFailed(f"regress: {calls_failed} LLM calls failed (more than --max-failures {max_failures}); the verdicts above are not a measurement"))
     if failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def dashboard(
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL. Default: compiled/studies.sqlite3."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, without its password. Default: compiled/studies.sqlite3."),
+    storage_password_file: Optional[Path] = typer.Option(None, "--storage-password-file", help="A file holding the --storage password (else env KGOPT_STORAGE_PASSWORD)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 127.0.0.1 keeps it local."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to serve on."),
 ) -> None:
     """Serve optuna-dashboard on the compiler's study storage."""
+    from kgopt.clients.credentials import cli_storage_url
     from kgopt.dashboard import serve
 
     try:
-        serve(storage, host, port)
+        serve(cli_storage_url(storage, storage_password_file), host, port)
     except KgoptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -376,10 +444,12 @@ def extract(
     graph_db: Optional[str] = typer.Option(None, "--graph-db", help="Also load the graph into a database: falkordb://HOST:PORT/GRAPH or bolt://HOST:7687 (see graph-load)."),
     neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Same as --graph-db for a bolt:// or neo4j:// URI (password from NEO4J_PASSWORD)."),
     neo4j_user: str = typer.Option("neo4j", "--neo4j-user", help="Neo4j user."),
+    graph_db_password_file: Optional[Path] = typer.Option(None, "--graph-db-password-file", help="Read the --graph-db password from this file's first line (else FALKORDB_PASSWORD / NEO4J_PASSWORD; a password in the URI is visible in ps)."),
     data_dir: Optional[Path] = DataDirOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
     api_key: Optional[str] = KeyOpt,
+    api_key_env: Optional[str] = KeyEnvOpt,
     config: Optional[Path] = ConfigOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -390,17 +460,19 @@ def extract(
     """
     _start(verbose)
     from kgopt.extract import extract as run
+    from kgopt.graph.load import cli_password
 
     schemas = {}
     for item in schema or []:
         task_name, _, path = item.rpartition("=")
         schemas[(task_name or "KG").upper()] = path
     try:
-        conn = lambda: _connect(api_base, model, api_key, config, cache=not no_cache, max_calls=max_calls)  # noqa: E731
+        conn = lambda: _connect(api_base, model, api_key, config, api_key_env, cache=not no_cache, max_calls=max_calls)  # noqa: E731
         report = run(
             input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
             schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, window_chars=window_chars,
             skip_bad=skip_bad, data_dir=data_dir, graph_db=graph_db or neo4j_uri, graph_db_user=neo4j_user,
+            neo4j={"password": cli_password(graph_db or neo4j_uri, graph_db_password_file, "--graph-db", "--graph-db-password-file")},
         )
     except KgoptError as exc:
         _fail(exc)
@@ -449,27 +521,37 @@ def graph_stats(
 @app.command("graph-load")
 def graph_load(
     out: Path = typer.Argument(..., help="A `kgopt extract --out` directory (nodes.csv and triples.jsonl are read)."),
-    into: str = typer.Option(..., "--into", help="falkordb://[:PASSWORD@]HOST:PORT/GRAPH, or bolt://HOST:7687 / neo4j://HOST:7687."),
+    into: str = typer.Option(..., "--into", help="falkordb://HOST:PORT/GRAPH, or bolt://HOST:7687 / neo4j://HOST:7687 (a password in it is visible to other users in ps: prefer --password-file)."),
     user: Optional[str] = typer.Option(None, "--user", help="Neo4j user (default neo4j)."),
+    password_file: Optional[Path] = typer.Option(None, "--password-file", help="Read the database password from this file's first line (not visible in ps, unlike the URI)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Connect and socket timeout in seconds (default: env KGOPT_GRAPH_DB_TIMEOUT, else 30)."),
 ) -> None:
     """Load a built graph into FalkorDB or Neo4j with idempotent Cypher (loading twice adds nothing).
 
-    Passwords: in the FalkorDB URI or FALKORDB_PASSWORD; NEO4J_PASSWORD for Neo4j. Never printed.
-    """
-    from kgopt.graph.export import read_graph
-    from kgopt.graph.load import load_graph
+    Every row is checked before anything is written: bad input writes nothing.
+    Neo4j: one transaction, all or nothing.
+    FalkorDB (no multi-statement transactions): a load cut off midway leaves part of the graph; the same command again completes it.
 
+    Passwords: --password-file, FALKORDB_PASSWORD / NEO4J_PASSWORD, or in the URI (seen by ps). Never printed.
+    """
+    _setup_logging(False)
+    from kgopt.graph.export import read_graph
+    from kgopt.graph.load import cli_password, load_graph
+    from kgopt.redaction import scrub
+
+    password = None
     try:
-        sent = load_graph(read_graph(out), into, user=user)
+        password = cli_password(into, password_file)
+        sent = load_graph(read_graph(out), into, user=user, password=password, timeout=timeout)
     except KgoptError as exc:
-        _fail(exc)
+        _fail(KgoptError(scrub(str(exc), into, password)))  # load.py redacts already; this is the last gate
     typer.echo(f"loaded {sent['nodes']} nodes and {sent['edges']} edges from {out}")
 
 
 @app.command("graph-view")
 def graph_view(
     out: Path = typer.Argument(..., help="A `kgopt extract --out` directory (it holds graph.html)."),
-    serve: bool = typer.Option(False, "--serve", help="Serve the directory on 127.0.0.1 instead of opening the file."),
+    serve: bool = typer.Option(False, "--serve", help="Serve graph.html (nothing else of the folder) on 127.0.0.1 instead of opening the file."),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port for --serve (0: a free one)."),
 ) -> None:
     """Look at a built graph: open graph.html in a browser, or serve it on 127.0.0.1 (Ctrl-C stops)."""

@@ -6,6 +6,13 @@ With no endpoint configured kgopt serves Qwen2.5-Coder-0.5B-Instruct (or the mod
 on exit. Its JSON-schema dialect is llama-cpp-python's (``JSON_DIALECT``). The child is tied
 to this process: it is killed if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at
 interpreter exit and on Ctrl-C, so no orphan server is left behind.
+
+The port is probed free and released before the server binds it, so another local process
+could take it meanwhile. Each start therefore gives the server a random API key, passed in
+its environment (``API_KEY``, read by llama_cpp.server's pydantic settings), never on its
+command line, which every local user can read. The server is ready only when ``/v1/models``
+refuses a request without the key (401) and, with it, lists our model: anything else on the
+port is an impostor, and gets an EndpointError rather than our prompts.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,6 +38,10 @@ from kgopt.localhost import free_port
 JSON_DIALECT = "llama-cpp"
 _lock = threading.Lock()
 _server: "EmbeddedServer | None" = None
+
+# Child environment names llama_cpp.server / uvicorn read (pydantic-settings, case-insensitive),
+# replaced by ours: an inherited HOST=0.0.0.0, PORT, API_KEY or CONFIG_FILE would override the flags.
+_PINNED_ENV = ("api_key", "host", "port", "config_file")
 
 
 def model_fingerprint(model: EmbeddedModel) -> str:
@@ -57,6 +69,7 @@ class EmbeddedServer:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self.api_key: str | None = None  # set by start(): a new random key each time
 
     @property
     def api_base(self) -> str:
@@ -79,6 +92,8 @@ class EmbeddedServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.threads),
         ]  # fmt: skip
+        # Not --api_key: a command line is readable by every local user, the environment is not.
+        self.api_key = secrets.token_urlsafe(32)
         log_dir = Path(os.environ.get("KGOPT_HOME", Path.home() / ".cache" / "kgopt")) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"embedded-server-{self.port}.log"
@@ -90,13 +105,18 @@ class EmbeddedServer:
             self.model.title,
         )
         self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._child_env(),
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )  # fmt: skip
         log.close()
         atexit.register(self.stop)
         self._wait_ready()
         return self
+
+    def _child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k.lower() not in _PINNED_ENV}
+        env.update(API_KEY=self.api_key or "", HOST="127.0.0.1", PORT=str(self.port))
+        return env
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -105,12 +125,13 @@ class EmbeddedServer:
                 tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
                 raise EndpointError(f"the embedded server exited during start-up (log {self.log_path}):\n{tail}")
             try:
-                r = httpx.get(f"{self.api_base}/models", timeout=2.0)
-                if r.status_code == 200:
-                    logger.info("embedded model ready at {}", self.api_base)
-                    return
-            except httpx.HTTPError:
-                pass
+                ready = probe_server(self.api_base, self.api_key or "", self.model.served_name)
+            except EndpointError:
+                self.stop()  # ours could not bind the taken port anyway
+                raise
+            if ready:
+                logger.info("embedded model ready at {}", self.api_base)
+                return
             time.sleep(0.3)
         self.stop()
         raise EndpointError(f"the embedded server did not answer within {self.startup_timeout:.0f}s (log {self.log_path})")
@@ -131,6 +152,42 @@ class EmbeddedServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def probe_server(api_base: str, api_key: str, alias: str, timeout: float = 2.0) -> bool:
+    """Is the server at ``api_base`` ours and ready? False while nothing answers yet (still
+    loading); EndpointError when something else answers: ours demands ``api_key`` (401 without
+    it) and lists ``alias``. The request without the key goes first, so a server that accepts
+    anything never sees the key."""
+    url = f"{api_base}/models"
+    where = api_base.split("//", 1)[-1].split("/", 1)[0]
+
+    def impostor(what: str) -> EndpointError:
+        return EndpointError(
+            f"another process answers on {where}, where the embedded server was to listen ({what}); "
+            "it is not kgopt's server and gets no prompts. Run again to pick a new port."
+        )
+
+    try:
+        # trust_env=False: no proxy from the environment stands between us and 127.0.0.1.
+        bare = httpx.get(url, timeout=timeout, trust_env=False)
+    except httpx.HTTPError:
+        return False  # not listening yet
+    if bare.status_code != 401:
+        raise impostor(f"GET /v1/models without the key got HTTP {bare.status_code}, not 401")
+    try:
+        keyed = httpx.get(url, timeout=timeout, trust_env=False, headers={"Authorization": f"Bearer {api_key}"})
+    except httpx.HTTPError:
+        return False
+    if keyed.status_code != 200:
+        raise impostor(f"GET /v1/models with the key got HTTP {keyed.status_code}, not 200")
+    try:
+        served = [m.get("id") for m in keyed.json().get("data", [])]
+    except (ValueError, AttributeError, TypeError):
+        served = None
+    if not served or alias not in served:
+        raise impostor(f"it does not serve {alias!r}")
+    return True
 
 
 def shared_embedded_server() -> EmbeddedServer:

@@ -8,6 +8,11 @@ disk cache stores pickles, which kgopt never loads. ``EndpointLM`` sends ``max_t
 through the official ``openai`` client, retries 429/5xx/timeouts/connection errors with
 exponential backoff and jitter, and caches responses as JSON in SQLite keyed by the
 endpoint's identity (for the embedded model: the weights' fingerprint, not the port).
+
+An ``api_base`` may carry a password or ``?key=``: the client keeps the real URL inside its HTTP
+client only. ``api_base`` and ``identity`` as logged, stored in the cache's identity column,
+manifests and provenance are redacted (``kgopt.redaction``); the full URL enters the cache key
+only inside its SHA-256, so existing caches keep their keys.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from openai.types.chat import ChatCompletion
 from kgopt.clients.config import EndpointConfig
 from kgopt.core.answer_schema import JSON_DIALECTS, response_format, schema_of
 from kgopt.errors import BudgetExceeded, EndpointError
+from kgopt.redaction import redact_identity, redact_url
 
 # DSPy 3.4 marks BaseLM.forward subclasses as the legacy plugin path; it is supported
 # throughout 3.4, which kgopt pins. The warning says nothing a kgopt user can act on.
@@ -56,6 +62,19 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, response TEXT, created REAL)")
         self._db.commit()
+        self._redact_old_rows()
+
+    def _redact_old_rows(self) -> None:
+        """Caches written before identities were redacted may hold a password: mask it, once (user_version 1)."""
+        with self._lock:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] >= 1:
+                return
+            for (identity,) in self._db.execute("SELECT DISTINCT identity FROM responses").fetchall():
+                shown = redact_identity(identity) if isinstance(identity, str) else identity
+                if shown != identity:
+                    self._db.execute("UPDATE responses SET identity = ? WHERE identity = ?", (shown, identity))
+            self._db.execute("PRAGMA user_version = 1")
+            self._db.commit()
 
     def get(self, key: str) -> dict | None:
         with self._lock:
@@ -68,10 +87,11 @@ class ResponseCache:
             return None  # a damaged row is a miss, not a crash
 
     def put(self, key: str, identity: str, response: dict) -> None:
+        """Store ``response`` under ``key``; ``identity`` is stored redacted (it is for people to read)."""
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
-                (key, identity, json.dumps(response, ensure_ascii=False), time.time()),
+                (key, redact_identity(identity), json.dumps(response, ensure_ascii=False), time.time()),
             )
             self._db.commit()
 
@@ -149,6 +169,12 @@ class BadResponse(EndpointError):
     """The endpoint answered 200 with a body that is not a chat completion (a proxy's error page, a cut-off body)."""
 
 
+# What a failed LLM call raises: the openai client's errors, and kgopt's own for a bad body.
+# Callers record these on the call; anything else is a bug and propagates. The call budget
+# (BudgetExceeded) is not among them, so it still stops a run.
+CALL_ERRORS = (openai.APIError, EndpointError)
+
+
 # Words of a server's reply that rejects the request itself rather than failing to serve it.
 # llama-cpp-python answers an unknown response_format with HTTP 500 and a validation error.
 _INVALID_REQUEST_WORDS = ("validation error", "validationerror", "invalid request", "invalid_request", "unprocessable", "response_format", "json_schema")
@@ -209,8 +235,11 @@ class EndpointLM(dspy.BaseLM):
         max_calls: int | None = None,
     ):
         super().__init__(model=model, model_type="chat", temperature=temperature, max_tokens=max_tokens, cache=False)
-        self.api_base = api_base
-        self.identity = identity or f"{api_base}|{model}"
+        # api_base and identity are the shown forms (logs, errors, cache rows, dump_state): the
+        # real URL lives in self._client only, and the full identity only inside cache keys' hash.
+        self.api_base = redact_url(api_base)
+        self._key_identity = identity or f"{api_base}|{model}"
+        self.identity = redact_identity(self._key_identity)
         self.max_retries = max_retries
         self.backoff = backoff
         self.response_cache = cache
@@ -234,7 +263,8 @@ class EndpointLM(dspy.BaseLM):
         return req
 
     def cache_key(self, req: dict[str, Any]) -> str:
-        blob = json.dumps({"identity": self.identity, "request": req}, sort_keys=True, ensure_ascii=False)
+        # The full identity, as before redaction existed: existing caches keep their keys. Only its hash is stored.
+        blob = json.dumps({"identity": self._key_identity, "request": req}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def forward(self, prompt=None, messages=None, **kwargs):
@@ -343,8 +373,12 @@ class Connection:
 
     lm: EndpointLM
     config: EndpointConfig
-    identity: str
+    identity: str  # redacted: it goes into manifests, provenance and logs
     embedded: bool
+
+    def __post_init__(self) -> None:
+        # Whoever built it (scripts, tests, API users), the identity shown is never secret-bearing.
+        self.identity = redact_identity(self.identity)
 
     @property
     def model(self) -> str:
@@ -371,20 +405,22 @@ def connect(
 
         server = shared_embedded_server()
         api_base, model = server.api_base, server.model.served_name
-        identity = f"embedded|{model_fingerprint(server.model)}"
+        api_key = server.api_key  # its own random key, not KGOPT_API_KEY (meant for a remote endpoint)
+        identity = key_identity = f"embedded|{model_fingerprint(server.model)}"
         dialect = JSON_DIALECT
     else:
         dialect = config.json_dialect
-        api_base, model = config.api_base, config.model
-        identity = config.identity()
-        logger.info("using endpoint {} model {}", api_base, model)
+        api_base, model, api_key = config.api_base, config.model, config.api_key
+        identity = config.identity()  # redacted
+        key_identity = f"{api_base}|{model}"  # hashed into cache keys only, as before
+        logger.info("using endpoint {} model {}", redact_url(api_base), model)
         logger.debug("endpoint settings: {}", config.redacted())
     rcache = ResponseCache(kgopt_home() / "responses.sqlite") if cache else None
     lm = EndpointLM(
         api_base=api_base,
         model=model,
-        api_key=config.api_key,
-        identity=f"{identity}|cache:{cache_namespace}" if cache_namespace else identity,
+        api_key=api_key,
+        identity=f"{key_identity}|cache:{cache_namespace}" if cache_namespace else key_identity,
         temperature=temperature,
         max_tokens=max_tokens,
         timeout=config.timeout,

@@ -14,9 +14,8 @@ from typing import Any
 import dspy
 from loguru import logger
 
-from kgopt.clients.lm import complete_text
+from kgopt.clients.lm import CALL_ERRORS, complete_text
 from kgopt.core.tasks import TaskSpec
-from kgopt.errors import BudgetExceeded
 
 PROMPT_VERSION = "instructions-v1"
 
@@ -65,9 +64,7 @@ def propose_instructions(spec: TaskSpec, lang: str, lm: Any, examples: list[dspy
         try:
             # A sampled reply per proposal; the seed keeps it reproducible (and cacheable).
             raw = complete_text(lm, [{"role": "user", "content": prompt}], temperature=0.8, seed=seed * 1000 + i, max_tokens=200)
-        except BudgetExceeded:
-            raise
-        except Exception as exc:
+        except CALL_ERRORS as exc:  # an endpoint failure; the caller decides if too many failed
             logger.warning("instruction proposal {} failed: {}: {}", i, type(exc).__name__, exc)
             counts["failed"] += 1
             continue

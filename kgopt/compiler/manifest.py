@@ -12,6 +12,7 @@ from typing import Any
 
 from kgopt.core.schema import Schema
 from kgopt.data.readers import AskedRecord, default_data_dir, split_files
+from kgopt.redaction import redact_identity
 
 
 def file_sha256(path: str | Path) -> str:
@@ -22,12 +23,13 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def data_entry(path: Path, root: Path | None, records: int) -> dict[str, Any]:
+def data_entry(path: Path, root: Path | None, records: int | None) -> dict[str, Any]:
     try:
         shown = str(path.resolve().relative_to(root.resolve())) if root else str(path)
     except ValueError:
         shown = str(path)
-    return {"path": shown, "sha256": file_sha256(path), "records_used": records}
+    entry = {"path": shown, "sha256": file_sha256(path)}
+    return entry if records is None else {**entry, "records_used": records}
 
 
 def versions() -> dict[str, str]:
@@ -71,21 +73,32 @@ class TrainingData:
     dev_limit: int | None
 
     def files(self, task: str, lang: str) -> dict[str, Any]:
+        """Each file read, with its SHA-256; data files also with the records used from them."""
         root = Path(self.data_dir) if self.data_dir else default_data_dir()
 
-        def entries(split: str, where, base: Path, used: int) -> list[dict[str, Any]]:
-            return [data_entry(p, base, used) for p in split_files(task, lang, split, where, self.source)]
+        def entries(split: str, where, base: Path, used: list[AskedRecord]) -> list[dict[str, Any]]:
+            return [data_entry(p, base, _records_from(p, used)) for p in split_files(task, lang, split, where, self.source)]
 
         return {
-            "train": entries("train", self.data_dir, root, len(self.train)),
-            "dev": entries("dev", self.data_dir, root, len(self.dev)),
-            "augmented": entries("train", self.augmented_root, self.augmented_root, len(self.augmented)) if self.augmented else [],
+            "train": entries("train", self.data_dir, root, self.train),
+            "dev": entries("dev", self.data_dir, root, self.dev),
+            "augmented": entries("train", self.augmented_root, self.augmented_root, self.augmented) if self.augmented else [],
             "train_limit_per_source": self.train_limit,
         }
 
 
+def _records_from(path: Path, used: list[AskedRecord]) -> int | None:
+    """How many of ``used`` came from ``path``: an IEPile file holds one source (its folder's
+    name), an InstructIE file all of them; None for a schema file (it holds no records)."""
+    if path.name.startswith("schema"):
+        return None
+    if path.parent.name not in {ex.record.source for ex in used} and all(ex.record.source == "InstructIE" for ex in used):
+        return len(used)  # InstructIE: one file per split
+    return sum(ex.record.source == path.parent.name for ex in used)
+
+
 def compiled_manifest(task: str, lang: str, connection: Any, data: TrainingData, baseline: dict[str, Any], best: Any,
-                      study: dict[str, Any], llm: dict[str, int]) -> dict[str, Any]:
+                      study: dict[str, Any], llm: dict[str, int], files: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a compiled program: ``best`` is the chosen Optuna trial, or None when the
     zero-shot baseline is written because no trial beat it on dev. ``chosen``: "trial" (it beat
     zero-shot on dev), "warm start" (the first warm start, tied with zero-shot) or "baseline"."""
@@ -101,13 +114,13 @@ def compiled_manifest(task: str, lang: str, connection: Any, data: TrainingData,
         "lang": lang,
         "sources": sorted({ex.record.source for ex in data.dev}),
         "model": connection.model,
-        "endpoint": connection.identity,
+        "endpoint": redact_identity(connection.identity),  # shared files: never a password or ?key=
         "dev": {"f1": dev_f1, "by_source": dev_by_source, "records": len(data.dev), "limit_per_source": data.dev_limit, "source": data.source},
         "baseline_dev": baseline,
         "chosen": chosen,
         "trial": trial,
         "study": study,
-        "data": data.files(task, lang),
+        "data": files if files is not None else data.files(task, lang),
         "schemas": schemas_of(data.dev + data.train),
         "llm": llm,
         "versions": versions(),

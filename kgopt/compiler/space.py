@@ -15,6 +15,10 @@ import optuna
 from kgopt.core.tasks import TaskSpec, answer_formats
 from kgopt.program import ProgramSettings
 
+# Bumped whenever a parameter, its choices or the warm starts change: a study records it in
+# its fingerprint (study.py), so trials of another search space are never mixed with these.
+SEARCH_SPACE_VERSION = "space-v1"
+
 DEMO_CHOICES = ("random", "coverage", "similar")
 TEMPERATURES = (0.0, 0.3, 0.7)
 MAX_TOKENS = (128, 256, 512)

@@ -4,7 +4,7 @@ SQLite under ``compiled/`` by default; any SQLAlchemy URL otherwise (PostgreSQL 
 workers on several machines share one study). Heartbeats let a surviving worker, or a re-run,
 fail the trial of a worker that died; a failed trial is enqueued again once, so a warm start
 that a dead worker was running is not lost. Passwords in URLs never reach logs, manifests or
-error messages: ``redact_url`` and ``scrub`` are the only ways a URL is shown.
+error messages: ``kgopt.redaction`` is the only way a URL is shown.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import os
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 
 from kgopt.errors import ConfigError
+from kgopt.redaction import redact_url, scrub
 
 # Seconds between a worker's heartbeats; its trial is failed after GRACE_FACTOR of them missed.
 HEARTBEAT_SECONDS = 30
@@ -39,22 +39,6 @@ def existing_storage(storage: str | None = None, compiled_dir: str | Path = "com
     if not db.is_file():
         raise ConfigError(f"no study database at {db}; run `kgopt compile` first or pass --storage")
     return f"sqlite:///{db}"
-
-
-def redact_url(url: str) -> str:
-    """A storage URL without its password (manifests and logs are shared)."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (e.g. a driver's error message) with ``url``'s password masked wherever it appears."""
-    password = urlsplit(url).password
-    text = text.replace(url, redact_url(url))
-    return text.replace(password, "***") if password else text
 
 
 def heartbeat_seconds() -> int:

@@ -1,13 +1,23 @@
 """``kgopt compile``: an Optuna study whose trials compile a program with DSPy and score it on dev.
 
 One study per task/language (name ``<TASK>_<lang>`` unless told), in a real database
-(``storage.py``). Running the same command again resumes: trials already complete or pruned
-count towards ``--trials``; a trial that was running when its process died is failed by
-Optuna's heartbeat, not counted, and run again once. Several workers may run the command on one
-study at once: the creator sets it up, and together they finish exactly ``--trials`` trials,
-each configuration once. ``run_compile`` reads as its steps over ``CompileOptions``: load data,
-connect, open the study, set it up, score the baseline, run trials, write the best. The test
-split is never read.
+(``storage.py``). A study records the fingerprint of what its scores depend on (data files,
+limits, model and endpoint, search space, versions: ``fingerprint.py``); opening it with
+another fingerprint is refused with what differs, and ``--new-study`` names a study after
+this run's fingerprint instead. Running the same command again resumes: trials already
+complete or pruned count towards ``--trials``; a trial that was running when its process died
+is failed by Optuna's heartbeat, not counted, and run again once. Several workers may run the
+command on one study at once: the creator sets it up, and together they finish exactly
+``--trials`` trials, each configuration once.
+
+Failures fail: when more than ``max_failed_share`` of a trial's (or the baseline's, or the
+instruction proposals') calls failed, nothing is recorded as a score. The trial is marked
+FAIL with the reason and queued to run again, the run stops with ``CallsFailed`` and no
+program is written. An existing program with a higher dev F1 on the same fingerprint is never
+replaced unless ``force``.
+
+``run_compile`` reads as its steps over ``CompileOptions``: load data, connect, open the
+study, set it up, score the baseline, run trials, write the best. The test split is never read.
 """
 
 from __future__ import annotations
@@ -26,18 +36,20 @@ from tqdm import tqdm
 
 from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.compiler import manifest as mf
+from kgopt.compiler.fingerprint import Fingerprint, differences, fingerprint_of
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.interrupts import TrialShield
 from kgopt.compiler.optimizers import OPTIMIZERS, SELECT_ON_VALSET, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
-from kgopt.compiler.storage import default_storage, fail_dead_trials, open_storage, redact_url
+from kgopt.compiler.storage import default_storage, fail_dead_trials, open_storage
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.readers import AskedRecord, default_data_dir, load_examples
-from kgopt.errors import BudgetExceeded, ConfigError, DataError
+from kgopt.errors import ArtifactError, BudgetExceeded, CallsFailed, ConfigError, DataError
 from kgopt.evaluate import run_program
-from kgopt.program import IEProgram
+from kgopt.program import IEProgram, load_program
+from kgopt.redaction import redact_url
 
 DEFAULT_OPTIMIZERS = ("labeled", "bootstrap")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (the dashboard shows it)
@@ -51,6 +63,8 @@ class CompileResult:
     storage: str
     trials_run: int
     usage: dict[str, int] = field(default_factory=dict)
+    written: bool = True  # False: an existing program with a higher dev F1 was kept (``kept_reason``)
+    kept_reason: str | None = None
 
 
 def score_lines(task: str, lines: list[dict[str, Any]]) -> ScoreReport:
@@ -77,6 +91,8 @@ class Compiler:
         threads: int,
         trials_dir: Path,
         dev_batches: int = 4,
+        max_failed_share: float = 0.2,
+        fingerprint: str | None = None,
     ):
         self.spec = get_task(task)
         self.lang = lang
@@ -92,21 +108,35 @@ class Compiler:
         self.splits: tuple[int, ...] | None = None  # the study's split sizes
         self.trials: int | None = None  # finished trials the study should have (all workers together)
         self.budget_spent = False  # this run's --max-calls stopped it
+        self.max_failed_share = max_failed_share
+        self.calls_failed: CallsFailed | None = None  # a trial whose calls failed stopped this run
+        self.fingerprint = fingerprint
         self.shield = TrialShield()  # Ctrl-C stops a trial's work, never Optuna's record of it
 
     @property
     def lm(self):
         return self.connection.lm
 
+    def check_calls(self, span: UsageSpan, what: str) -> None:
+        """Raise ``CallsFailed`` if more than ``max_failed_share`` of the calls in ``span`` failed:
+        a score made of failed calls measures the endpoint, not the program."""
+        u = span.counts()
+        asked = u["calls"] + u["cache_hits"] + u["failures"]
+        if u["failures"] and u["failures"] > self.max_failed_share * asked:
+            raise CallsFailed(f"{what}: {u['failures']} of {asked} LLM calls failed (more than {self.max_failed_share:.0%})")
+
     def evaluate(self, program: IEProgram, trial: optuna.Trial | None = None, desc: str = "dev") -> ScoreReport:
-        """Score on dev in batches; after each, report to the pruner (which may stop the trial)."""
+        """Score on dev in batches; after each, report to the pruner (which may stop the trial),
+        and stop with ``CallsFailed`` once too many calls failed (a dead endpoint costs one batch)."""
         lines: list[dict[str, Any]] = []
         n = len(self.dev)
         bounds = [round(i * n / self.dev_batches) for i in range(self.dev_batches + 1)]
         report = None
+        spent = UsageSpan(self.lm.usage)
         for step, (a, b) in enumerate(zip(bounds, bounds[1:])):
             for ls in run_program(program, self.dev[a:b], self.connection, self.threads, desc=f"{desc} {b}/{n}"):
                 lines.extend(ls)
+            self.check_calls(spent, desc)
             report = score_lines(self.spec.name, lines)
             if trial is not None and b < n:
                 trial.report(report.total.headline_f1(), step)
@@ -157,9 +187,17 @@ class Compiler:
         started, spent = time.monotonic(), UsageSpan(self.lm.usage)
         try:
             program = self.build(cfg, self.seed + trial.number)
+            self.check_calls(spent, f"trial {trial.number} compile")
             compile_calls = spent.counts()["calls"]
             trial.set_user_attr("demos_in_pool", len(program.extract.demos))
             report = self.evaluate(program, trial, desc=f"trial {trial.number} dev")
+        except CallsFailed as exc:
+            # FAIL, never a score: not counted towards --trials, and queued to run again.
+            trial.set_user_attr("failed", str(exc))
+            trial.study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+            self.calls_failed = exc
+            trial.study.stop()
+            raise
         except BudgetExceeded as exc:
             trial.set_user_attr("stopped", str(exc))
             self.budget_spent = True
@@ -176,7 +214,8 @@ class Compiler:
         trial.set_user_attr("dev_f1_by_source", f1_by_source(report))
         trial.set_user_attr("dev_errors", report.total.errors)
         self.trials_dir.mkdir(parents=True, exist_ok=True)
-        program.save_artifact(self.trials_dir / f"trial-{trial.number}.json", {"trial": trial.number, "params": trial.params})
+        program.save_artifact(self.trials_dir / f"trial-{trial.number}.json",
+                              {"trial": trial.number, "params": trial.params, "fingerprint": self.fingerprint})
         return report.total.headline_f1()
 
     def _record_usage(self, trial: optuna.Trial, used: dict[str, int], started: float) -> None:
@@ -237,6 +276,9 @@ class CompileOptions:
     seed: int = 0
     threads: int = 1
     compiled_dir: str | Path = "compiled"
+    new_study: bool = False  # name the study after this run's fingerprint (<name>-<8 hex>)
+    force: bool = False  # replace an existing program even if its dev F1 on the same fingerprint is higher
+    max_failed_share: float = 0.2  # a trial (or the baseline) with more failed calls than this is FAIL
 
     def __post_init__(self) -> None:
         self.task = get_task(self.task).name
@@ -245,6 +287,8 @@ class CompileOptions:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.trials < 1 or self.max_demos < 0:
             raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
+        if not 0 <= self.max_failed_share < 1:
+            raise ConfigError("max_failed_share must be at least 0 and below 1")
         self.compiled_dir = Path(self.compiled_dir)
 
     @property
@@ -279,17 +323,22 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
     if o.max_calls is not None:
         lm.max_calls = lm.requests_sent + o.max_calls
     spent = UsageSpan(lm.usage)  # this run's calls (a resumed study's earlier runs are in its trials)
-    study, created = _study_for(o)
+    files = data.files(o.task, o.lang)  # hashed once: for the fingerprint and the manifest
+    fp = fingerprint_of(o, files, sorted({ex.record.source for ex in data.dev}), connection)
+    study, created = _study_for(o, fp)
     comp = Compiler(o.task, o.lang, connection, data.train + data.augmented, data.dev, o.optimizers, o.max_demos, o.seed, o.threads,
-                    Path("runs") / "compile" / o.name)
+                    Path("runs") / "compile" / study.study_name, max_failed_share=o.max_failed_share, fingerprint=fp.digest)
     comp.trials = o.trials
     try:
         _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals)
         _score_baseline(study, comp)
         _run_trials(study, comp, o.trials, o.url, spent)
+        if comp.calls_failed is not None:
+            raise CallsFailed(f"{comp.calls_failed}; no program was written, finished trials are kept in study {study.study_name}; "
+                              "re-run the same command to resume once the endpoint answers")
         if comp.budget_spent:
             logger.warning("the call budget (--max-calls {}) stopped the study; the best trial so far is used", o.max_calls)
-        return _write_best(study, comp, o.out_path, o.url, data, spent)
+        return _write_best(study, comp, o, data, files, spent)
     finally:
         u = spent.counts()
         logger.info("LLM use: {} calls, {} tokens, {} from cache, {} failed", u["calls"], u["total_tokens"], u["cache_hits"], u["failures"])
@@ -298,22 +347,41 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
 SETUP_WAIT_SECONDS = 120  # how long a joining worker waits for the creator to set the study up
 
 
-def _study_for(o: CompileOptions) -> tuple[optuna.Study, bool]:
-    """The options' study, opened or created; one made for another task/language is refused."""
-    study, created = _open_study(o.url, o.name, o.seed)
+def _study_for(o: CompileOptions, fp: Fingerprint) -> tuple[optuna.Study, bool]:
+    """The options' study, opened or created. One with another fingerprint is refused with what
+    differs: its trials were scored on other data, another model or another search space."""
+    name = f"{o.name}-{fp.short}" if o.new_study else o.name
+    study, created = _open_study(o.url, name, o.seed, fp)
     attrs = study.user_attrs
+    where = f"study {name!r} in {redact_url(o.url)}"
+    remedy = f"pass --new-study to start the study {o.name}-{fp.short} for this run, or --study NAME"
     if attrs.get("task", o.task) != o.task or attrs.get("lang", o.lang) != o.lang:
-        raise ConfigError(f"study {o.name!r} in {redact_url(o.url)} is for {attrs.get('task')}/{attrs.get('lang')}, not {o.task}/{o.lang}")
+        raise ConfigError(f"{where} is for {attrs.get('task')}/{attrs.get('lang')}, not {o.task}/{o.lang}; {remedy}")
+    recorded = attrs.get("fingerprint")
+    if recorded is None:
+        if "instructions" in attrs or study.get_trials(deepcopy=False):
+            raise ConfigError(f"{where} records no fingerprint of its data and model (an older kgopt made it), "
+                              f"so its trials may not score this run; {remedy}")
+        _record_fingerprint(study, fp)  # an empty study another worker is creating, or left empty
+    elif recorded != fp.digest:
+        changed = differences(attrs.get("fingerprint_parts", {}), fp.parts) or ["its fingerprint"]
+        raise ConfigError(f"{where} was run on another setting; changed: {'; '.join(changed)}. Its trials do not score this run; {remedy}")
     return study, created
 
 
-def _open_study(url: str, name: str, seed: int) -> tuple[optuna.Study, bool]:
+def _record_fingerprint(study: optuna.Study, fp: Fingerprint) -> None:
+    study.set_user_attr("fingerprint_parts", fp.parts)
+    study.set_user_attr("fingerprint", fp.digest)
+
+
+def _open_study(url: str, name: str, seed: int, fp: Fingerprint) -> tuple[optuna.Study, bool]:
     """Create the study, or join it if it exists; True if this process created it."""
     storage = open_storage(url)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     try:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, constant_liar=True)
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner)
+        _record_fingerprint(study, fp)  # before setup_started: a joining worker that sees one sees both
         study.set_user_attr("setup_started", time.time())
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
@@ -334,6 +402,10 @@ def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Aske
         study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
         shown = chunk_examples(spec, train, spec.split_size)
         instructions, counts = propose_instructions(spec, lang, comp.lm, shown, proposals, comp.seed)
+        if counts["failed"] and counts["failed"] > comp.max_failed_share * counts["asked"]:
+            # The instruction choices are fixed for the study's life: never fix them short.
+            study.set_user_attr("setup_started", None)  # nobody is setting it up now: a re-run need not wait
+            raise CallsFailed(f"instruction proposals: {counts['failed']} of {counts['asked']} LLM calls failed; the study was not set up")
         study.set_user_attr("instruction_proposals", counts)
         for cfg in starting_points(spec, comp.optimizers, comp.max_demos):
             study.enqueue_trial(cfg.params(), skip_if_exists=True)
@@ -357,7 +429,7 @@ def _wait_for_set_up(study: optuna.Study) -> None:
 
 
 def _score_baseline(study: optuna.Study, comp: Compiler) -> None:
-    if "baseline_dev" not in study.user_attrs:
+    if "baseline_dev" not in study.user_attrs:  # stored only when its calls did not fail (evaluate raises)
         logger.info("scoring the zero-shot baseline on dev")
         report = comp.evaluate(IEProgram(comp.spec.name, comp.lang), desc="zero-shot dev")
         study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors})
@@ -384,7 +456,7 @@ def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, spen
             bar.update(1)
 
         started = 0  # a run starts at most `remaining` trials, failed ones included (they are not retried here)
-        while not comp.budget_spent:
+        while not comp.budget_spent and comp.calls_failed is None:
             fail_dead_trials(study)
             done, running = len(_done(study)), len(_running(study))
             if done >= trials:
@@ -450,23 +522,23 @@ def _choose(study: optuna.Study, comp: Compiler) -> tuple[IEProgram, optuna.tria
 
 
 def _program_of(trial: optuna.trial.FrozenTrial, comp: Compiler) -> IEProgram:
-    from kgopt.program import load_program
-
     art = comp.trials_dir / f"trial-{trial.number}.json"
     program, saved = load_program(art, comp.spec.name, comp.lang) if art.is_file() else (None, {})
-    if program is None or saved.get("params") != trial.params:
+    if program is None or saved.get("params") != trial.params or saved.get("fingerprint") != comp.fingerprint:
         # Another worker ran it, or the file is from an older study of the same name:
         # rebuild from the trial's parameters (deterministic given the response cache).
         program = comp.build(TrialConfig.from_params(trial.params), comp.seed + trial.number)
     return program
 
 
-def _write_best(study: optuna.Study, comp: Compiler, out_path: Path, url: str, data: mf.TrainingData, spent: UsageSpan) -> CompileResult:
+def _write_best(study: optuna.Study, comp: Compiler, o: CompileOptions, data: mf.TrainingData, files: dict[str, Any],
+                spent: UsageSpan) -> CompileResult:
     program, best = _choose(study, comp)
     done = _done(study)
     study_record = {
         "name": study.study_name,
-        "storage": redact_url(url),
+        "storage": redact_url(o.url),
+        "fingerprint": comp.fingerprint,
         "trials_finished": len(done),
         "instruction_prompt": PROMPT_VERSION,
         # What making this program cost over the whole study (all runs), from the trials' records.
@@ -474,7 +546,33 @@ def _write_best(study: optuna.Study, comp: Compiler, out_path: Path, url: str, d
         "llm_tokens": sum(t.user_attrs.get("llm_tokens", 0) for t in done),
         "trial_seconds": round(sum(t.user_attrs.get("seconds", 0) for t in done), 1),
     }
-    manifest = mf.compiled_manifest(comp.spec.name, comp.lang, comp.connection, data, study.user_attrs["baseline_dev"], best, study_record, spent.counts())
-    program.save_artifact(out_path, manifest)
-    logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", out_path, manifest["dev"]["f1"], manifest["baseline_dev"]["f1"], manifest["chosen"])
-    return CompileResult(out_path, manifest, study.study_name, redact_url(url), len(done), manifest["llm"])
+    manifest = mf.compiled_manifest(comp.spec.name, comp.lang, comp.connection, data, study.user_attrs["baseline_dev"], best, study_record,
+                                    spent.counts(), files=files)
+    result = CompileResult(o.out_path, manifest, study.study_name, redact_url(o.url), len(done), manifest["llm"])
+    kept = None if o.force else _better_existing(o.out_path, manifest)
+    if kept:
+        logger.warning("{}; pass --force to replace it", kept)
+        result.written, result.kept_reason = False, kept
+        return result
+    program.save_artifact(o.out_path, manifest)
+    logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", o.out_path, manifest["dev"]["f1"], manifest["baseline_dev"]["f1"], manifest["chosen"])
+    return result
+
+
+def _better_existing(path: Path, manifest: dict[str, Any]) -> str | None:
+    """Why the program already at ``path`` must stay: made on the same fingerprint with a higher
+    dev F1. None if it may be replaced (none there, another fingerprint, not higher, unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        _, old = load_program(path)
+    except ArtifactError as exc:
+        logger.warning("replacing {}, which does not load: {}", path, exc)
+        return None
+    old_f1, new_f1 = (old.get("dev") or {}).get("f1"), manifest["dev"]["f1"]
+    same = (old.get("study") or {}).get("fingerprint") == manifest["study"]["fingerprint"]
+    if same and isinstance(old_f1, (int, float)) and old_f1 > new_f1:
+        return f"kept {path}: its dev F1 {old_f1:.2f} on the same data and model is higher than this run's {new_f1:.2f}"
+    if not same:
+        logger.info("replacing {} (compiled on another fingerprint: other data, model or search space)", path)
+    return None

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 
 from kgopt.core.parsing import parse_answer
 from kgopt.core.shapes import json_key, shape_named
+from kgopt.core.stats import RecordCount
 from kgopt.core.tasks import TaskSpec, get_task, spec_for_chunk
 
 # --- official extraction: raw output line -> (decoded_ok, prediction tuples); the tuples of
@@ -122,6 +123,10 @@ class Counts:
             }
         return prf(self.tp, self.n_pred, self.n_gold)
 
+    def headline(self) -> tuple[int, int, int]:
+        """The counts behind ``headline_f1``: matched, predicted, gold."""
+        return (self.arg_tp, self.arg_pred, self.arg_gold) if self.two_level else (self.tp, self.n_pred, self.n_gold)
+
     def headline_f1(self) -> float:
         """One number to optimise: F1, or for EE/EEA the argument F1."""
         s = self.scores()
@@ -134,6 +139,7 @@ class ScoreReport:
     total: Counts
     by_source: dict[str, Counts] = field(default_factory=dict)
     ccks: dict[str, float] | None = None
+    records: list[RecordCount] = field(default_factory=list)  # per record, for paired intervals (core.stats)
 
     def to_json(self, with_sources: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -160,6 +166,8 @@ class PredictionGroup:
     gold: list[dict[str, Any]]
     outputs: list[Any] = field(default_factory=list)
     chunks: list[list[Any]] = field(default_factory=list)
+    path: str = "<predictions>"  # where its label was read, for errors
+    line: int | None = None
 
 
 def group_lines(lines: Iterable[tuple[int, dict[str, Any]]], path: str = "<predictions>") -> dict[str, PredictionGroup]:
@@ -180,16 +188,16 @@ def group_lines(lines: Iterable[tuple[int, dict[str, Any]]], path: str = "<predi
         if isinstance(instr, str):
             try:
                 chunk = json.loads(instr).get("schema", [])
-            except (ValueError, AttributeError):
-                raise DataError("field 'instruction' is not a JSON object string", path, lineno) from None
+            except (ValueError, AttributeError, RecursionError):
+                raise DataError("field 'instruction' is not a JSON object string (or nests too deeply)", path, lineno) from None
         if key not in groups:
             try:
                 gold = json.loads(data["label"]) if isinstance(data["label"], str) else data["label"]
-            except ValueError:
-                raise DataError("field 'label' is not valid JSON", path, lineno) from None
+            except (ValueError, RecursionError):
+                raise DataError("field 'label' is not valid JSON (or nests too deeply)", path, lineno) from None
             if not isinstance(gold, list):
                 raise DataError("field 'label' must be a JSON list of gold items", path, lineno)
-            groups[key] = PredictionGroup(source=source, gold=gold)
+            groups[key] = PredictionGroup(source=source, gold=gold, path=path, line=lineno)
         groups[key].outputs.append(data["output"])
         groups[key].chunks.append(chunk if isinstance(chunk, list) else [])
     return groups
@@ -202,7 +210,8 @@ def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = 
     total = Counts(spec.two_level)
     by_source: dict[str, Counts] = {}
     ccks_pairs: list[tuple[list[tuple], list[tuple]]] = []
-    for group in groups.values():
+    records: list[RecordCount] = []
+    for key, group in groups.items():
         src = by_source.setdefault(group.source, Counts(spec.two_level))
         preds: list[tuple] = []
         for raw, chunk in zip(group.outputs, group.chunks):
@@ -214,15 +223,19 @@ def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = 
             preds.extend(tuples)
         try:
             gold = spec.gold_tuples(group.gold)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             from kgopt.errors import DataError
 
-            raise DataError(f"gold label of record {group.source}/{group.gold!r:.60} lacks a field: {exc}") from None
+            what = f"lacks a field: {exc}" if isinstance(exc, KeyError) else f"is mistyped ({type(exc).__name__}: {str(exc)[:80]})"
+            raise DataError(f"gold label of record {group.source}/{group.gold!r:.60} {what}", group.path, group.line) from None
         total.add(gold, preds)
         src.add(gold, preds)
+        one = Counts(spec.two_level)
+        one.add(gold, preds)
+        records.append(RecordCount(key.replace("\x1f", "/", 1), *one.headline()))
         if ccks:
             ccks_pairs.append((gold, preds))
-    report = ScoreReport(spec.name, total, by_source)
+    report = ScoreReport(spec.name, total, by_source, records=records)
     if ccks:
         report.ccks = ccks2023_score(ccks_pairs)
     return report

