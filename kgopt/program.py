@@ -235,7 +235,7 @@ def load_program(path: str | os.PathLike, task: str | None = None, lang: str | N
         raise ArtifactError(f"{path}: program file not found")
     try:
         art = ujson.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeDecodeError included; ujson refuses deep nesting as a ValueError
         raise ArtifactError(f"{path}: not a JSON program file ({exc})") from None
     if not isinstance(art, dict) or "config" not in art or "state" not in art:
         raise ArtifactError(f"{path}: not a kgopt program (missing 'config' or 'state')")

@@ -34,7 +34,8 @@ from loguru import logger
 
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
-from kgopt.core.scoring import ccks2023_score
+from kgopt.core.scoring import ccks2023_score, match_count
+from kgopt.core.stats import RecordCount, paired_bootstrap
 from kgopt.data.readers import REPO_ROOT, read_instructie
 from kgopt.extract import extract
 from kgopt.graph.build import build_graph, mentions_from_labels
@@ -78,11 +79,17 @@ def run_one(lang: str, variant: str, program: Path, docs: Path, records: list, c
     ccks = ccks2023_score([([(l["head"], l["relation"], l["tail"]) for l in r.labels], predicted.get(r.id, [])) for r in records])
     merge = merge_quality(graph, gold_entities(records))
     u = report.usage
+    # Per document: the triples it was asked for, matched exactly (for the paired interval).
+    per_doc = []
+    for r in records:
+        gold_r, pred_r = [(l["head"], l["relation"], l["tail"]) for l in r.labels], predicted.get(r.id, [])
+        per_doc.append([r.id, match_count(gold_r, pred_r), len(pred_r), len(gold_r)])
     return {
         "lang": lang, "program": variant, "program_file": str(program), "docs": len(records), "gold_triples": match["gold"],
         "edges": match["edges"], "triple_P": match["P"], "triple_R": match["R"], "triple_F1": match["F1"], "ccks": ccks,
         "nodes": len(graph.nodes), "mentions": sum(n.mentions for n in graph.nodes.values()), "merge": merge,
         "calls": u.get("calls", 0), "tokens": u.get("total_tokens", 0), "seconds": round(seconds, 1), "failed_calls": len(report.failed),
+        "record_counts": per_doc,
     }
 
 
@@ -128,13 +135,20 @@ def main() -> None:
     print(f"model: {conn.model} ({conn.identity}), no response cache\n")
     print(HEADER)
     print("|" + "---|" * 2 + "---:|" * (HEADER.count("|") - 3))
+    differences = []
     for lang in args.langs.split(","):
         docs, records = _documents(lang, args.limit, OUT)
+        rows = {}
         for variant, program in (("zero-shot", REPO_ROOT / "programs" / f"KG_{lang}.json"), ("compiled", REPO_ROOT / "compiled" / f"KG_{lang}.json")):
-            row = run_one(lang, variant, program, docs, records, conn)
+            rows[variant] = row = run_one(lang, variant, program, docs, records, conn)
             print(_row(row), flush=True)
             with open(OUT / "results.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(ujson.dumps(row, ensure_ascii=False) + "\n")
+        a, b = ([RecordCount(*c) for c in rows[v]["record_counts"]] for v in ("zero-shot", "compiled"))
+        differences.append((lang, paired_bootstrap(a, b)))
+    print("\nPer-document triple F1 (exact match), compiled minus zero-shot, paired over documents:")
+    for lang, d in differences:
+        print(f"- {lang}: {d.line()}" + ("" if d.significant else f" (not significant at n = {d.n})"))
 
 
 if __name__ == "__main__":

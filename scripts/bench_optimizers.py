@@ -56,6 +56,7 @@ from kgopt.clients.lm import Connection, connect
 from kgopt.compiler import compile_program
 from kgopt.compiler.optimizers import run_optimizer
 from kgopt.compiler.trainset import chunk_examples, make_feedback_metric, make_metric
+from kgopt.core.stats import RecordCount, paired_bootstrap
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded
@@ -254,6 +255,8 @@ def run_method(case: Case, method: str, seed: int, tag: str, config) -> dict[str
                           program=program, out_dir=scratch / "test")
         t = tested.counts()
         row.update(test_f1=ev.report.total.headline_f1(), test_records=ev.report.total.instances, test_calls=t["calls"], test_cache_hits=t["cache_hits"])
+        # Per record: matched, predicted, gold (headline level), so intervals can be recomputed from runs.jsonl.
+        row["test_counts"] = [[c.key, c.tp, c.pred, c.gold] for c in ev.report.records]
         ccks = getattr(ev.report, "ccks", None)
         if ccks:
             row["test_ccks"] = ccks["score"]
@@ -281,6 +284,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
     if len(ok) < len(rows):
         out["failed_seeds"] = [r["error"] for r in rows if "error" in r]
+    if all("test_counts" in r for r in ok):  # summed over seeds, per test record (for paired intervals)
+        counts: dict[str, list[int]] = {}
+        for r in ok:
+            for key, tp, pred, gold in r["test_counts"]:
+                c = counts.setdefault(key, [0, 0, 0])
+                c[0], c[1], c[2] = c[0] + tp, c[1] + pred, c[2] + gold
+        out["record_counts"] = counts
     yields = [r["notes"]["augmentation"] for r in rows if r.get("notes", {}).get("augmentation")]
     if yields:  # summed over seeds
         out["augmentation"] = {k: sum(y.get(k) or 0 for y in yields) for k in ("asked", "received", "accepted", "missing")}
@@ -371,6 +381,35 @@ def print_results(results: dict[str, dict[str, Any]], args) -> None:
         print_table(results)
 
 
+def kgopt_against(results: dict[str, dict[str, Any]], reference: str = "kgopt") -> dict[str, dict[str, Any]]:
+    """Per case, ``reference`` against every other method: F1(reference) - F1(method), paired over
+    the test records (each record's counts summed over the seeds each ran), with its 95% interval."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, methods in results.items():
+        ref = methods.get(reference, {}).get("record_counts")
+        if ref is None:
+            continue
+        for method, s in methods.items():
+            other = s.get("record_counts")
+            if method == reference or other is None or set(other) != set(ref):
+                continue
+            d = paired_bootstrap([RecordCount(k, *v) for k, v in other.items()], [RecordCount(k, *v) for k, v in ref.items()])
+            out.setdefault(key, {})[method] = d
+    return out
+
+
+def print_intervals(results: dict[str, dict[str, Any]]) -> None:
+    diffs = kgopt_against(results)
+    if not diffs:
+        return
+    print("\n| task | kgopt minus | ΔF1 [95% CI] | records | verdict |")
+    print("|---|---|---|---|---|")
+    for key, by_method in diffs.items():
+        for method, d in by_method.items():
+            verdict = ("kgopt higher" if d.low > 0 else "kgopt lower") if d.significant else f"not significant at n = {d.n}"
+            print(f"| {key} | {method} | {d.delta:+.2f} [{d.low:+.2f}, {d.high:+.2f}] | {d.n} | {verdict} |")
+
+
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     print("| task | method | held-out F1 mean | min | max | seeds | budget | calls | tokens | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -380,6 +419,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                 print(f"| {key} | {method} | failed: {s['error']} | | | {s['seeds']} | {s['budget']} | | | |")
             else:
                 print(f"| {key} | {method} | {s['mean']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {s['seeds']} | {s['budget']} | {s['calls']} | {s['tokens']} | {s['seconds']} |")
+    print_intervals(results)
     for key, methods in results.items():
         for method, s in methods.items():
             if "augmentation" in s:

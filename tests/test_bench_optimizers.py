@@ -67,6 +67,34 @@ def test_every_method_reported_within_the_budget_on_the_same_test_records(bench,
     assert _run(bench, capsys, "--report", "a") == out
 
 
+def test_kgopt_is_compared_with_each_method_by_a_paired_interval(bench, capsys):
+    """Each run keeps its per-record test counts; the table pairs kgopt with each method over the
+    test records (counts summed over seeds), and the interval is recomputable from runs.jsonl."""
+    from kgopt.core.stats import RecordCount, paired_bootstrap
+
+    _run(bench, capsys, "--seeds", "2", "--tag", "ci", "--methods", "zero_shot,few_shot,kgopt")
+    rows = _rows()
+    assert all(len(r["test_counts"]) == 3 for r in rows)
+    results = bench.results_of_tag("ci")
+    diffs = bench.kgopt_against(results)["NER/en"]
+    assert set(diffs) == {"zero_shot", "few_shot"} and all(d.n == 3 for d in diffs.values())
+
+    def summed(method):
+        out = {}
+        for r in rows:
+            if r["method"] == method:
+                for key, *c in r["test_counts"]:
+                    out[key] = [a + b for a, b in zip(out.get(key, [0, 0, 0]), c)]
+        return [RecordCount(k, *v) for k, v in out.items()]
+
+    assert diffs["few_shot"] == paired_bootstrap(summed("few_shot"), summed("kgopt"))
+    bench.print_table(results)
+    table = capsys.readouterr().out
+    assert "| NER/en | kgopt minus | ΔF1 [95% CI] | records | verdict |" not in table  # header row is generic
+    assert "| task | kgopt minus | ΔF1 [95% CI] | records | verdict |" in table
+    assert f"| NER/en | few_shot | {diffs['few_shot'].delta:+.2f} [" in table
+
+
 def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
     first = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "a")
     again = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "b")

@@ -84,3 +84,42 @@ def test_fuzzed_prediction_fields_never_crash_the_scorer(tmp_path_factory, value
             score_file(task, path, lenient=lenient)
         except DataError as exc:
             assert "pred.jsonl" in str(exc)
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'["person"]\n[]\n' + b"[" * 50_000 + b"]" * 50_000 + b"\n", r"schema.json:3: invalid JSON: nested too deeply"),
+    (b'["person"]\n["\xff"]\n{}\n', r"schema.json:2: not UTF-8"),
+])
+def test_bad_iepile_schema_files(tmp_path, body, message):
+    from kgopt.data.readers import read_iepile_schema
+
+    path = tmp_path / "schema.json"
+    path.write_bytes(body)
+    with pytest.raises(DataError, match=message):
+        read_iepile_schema(path)
+
+
+def test_deep_nesting_in_an_instructie_schema_and_an_instruction_file(tmp_path):
+    from kgopt.data.readers import read_instruction_file, read_instructie_schema
+
+    schema = tmp_path / "schema_en.json"
+    schema.write_text(DEEP, encoding="utf-8")
+    with pytest.raises(DataError, match="schema_en.json: invalid JSON: nested too deeply"):
+        read_instructie_schema(schema)
+    lines = tmp_path / "train.json"
+    lines.write_text(json.dumps({"task": "NER", "instruction": DEEP, "output": ""}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="train.json:1: field 'instruction' is not a JSON string: nested too deeply"):
+        list(read_instruction_file(lines))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.binary(max_size=40) | st.sampled_from([b"[" * 5000, b'{"text": "a", "entity": [', b"\xff\xfe", b'{"text": 1}']),
+                max_size=6))
+def test_fuzzed_data_files_give_records_or_a_data_error(tmp_path_factory, chunks):
+    """Any bytes in a data file: records, or a DataError naming the file, never another exception."""
+    path = tmp_path_factory.mktemp("fuzz") / "train.json"
+    path.write_bytes(b"\n".join(chunks))
+    try:
+        list(read_unified(path, "entity"))
+    except DataError as exc:
+        assert "train.json" in str(exc)

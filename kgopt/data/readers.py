@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from kgopt.core.schema import Record, Schema
 from kgopt.core.shapes import RECORD_ITEMS
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
-from kgopt.data.jsonio import iter_json
+from kgopt.data.jsonio import iter_json, loads_checked
 from kgopt.errors import DataError
 
 # --- single files ---------------------------------------------------------------------------
@@ -32,14 +32,14 @@ def read_iepile_schema(path: str | os.PathLike) -> Schema:
     if not path.is_file():
         raise DataError("schema file not found", str(path))
     lines = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
             try:
-                lines.append((lineno, json.loads(line)))
-            except ValueError as exc:
-                raise DataError(f"invalid JSON: {exc}", str(path), lineno) from None
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 ({exc.reason})", str(path), lineno) from None
+            if line.strip():
+                lines.append((lineno, loads_checked(line, str(path), lineno)))
     if len(lines) != 3:
         raise DataError(f"expected 3 JSON lines (types, roles, type->roles), found {len(lines)}", str(path))
     (l1, types), (l2, roles), (l3, type_roles) = lines
@@ -112,6 +112,8 @@ def read_instruction_file(path: str | os.PathLike) -> Iterator[InstructionLine]:
                 raise DataError(f"field {k!r} is missing or not a string", str(path), lineno)
         try:
             instr = json.loads(obj["instruction"])
+        except RecursionError:
+            raise DataError("field 'instruction' is not a JSON string: nested too deeply", str(path), lineno) from None
         except ValueError as exc:
             raise DataError(f"field 'instruction' is not a JSON string: {exc}", str(path), lineno) from None
         if not isinstance(instr, dict) or not {"instruction", "schema", "input"} <= set(instr):
@@ -131,6 +133,8 @@ def read_instructie_schema(path: str | os.PathLike) -> dict[str, Schema]:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON: {exc.msg}", str(path), exc.lineno) from None
+    except RecursionError:
+        raise DataError("invalid JSON: nested too deeply", str(path)) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 ({exc.reason})", str(path)) from None
     if not isinstance(data, dict):
