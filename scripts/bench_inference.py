@@ -34,9 +34,8 @@ import argparse
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ujson
 from loguru import logger
@@ -152,8 +151,7 @@ class LogWatch:
         return stats
 
 
-@dataclass
-class Case:
+class Case(NamedTuple):
     task: str
     lang: str
     split: str

@@ -69,9 +69,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
         except Exception as exc:  # bad URL, missing driver, unreachable database, wrong password
-            if isinstance(exc, sqlalchemy.exc.IntegrityError) and attempt < 2:
-                # Two workers creating Optuna's tables in a new database at once: one wins, the
-                # other sees a duplicate key; the tables exist when it tries again.
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or (
+                isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" in str(exc))
+            if racing and attempt < 2:
+                # Two workers creating Optuna's tables (or PostgreSQL's enum types) in a new
+                # database at once: one wins, the other sees a duplicate; they exist when it tries again.
                 time.sleep(1.0 + attempt)
                 continue
             raise ConfigError(f"cannot open study storage {redact_url(url)}: {type(exc).__name__}: {scrub(str(exc), url)}") from None
