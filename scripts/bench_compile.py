@@ -30,6 +30,7 @@ from loguru import logger
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
+from kgopt.data.jsonio import dumps
 from kgopt.evaluate import compare_with_zero_shot
 from kgopt.program import load_program
 
@@ -51,7 +52,7 @@ def write_counts(path: Path, runs: dict) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for run, report in runs.items():
             for c in report.records:
-                fh.write(ujson.dumps({"run": run, "record": c.key, "tp": c.tp, "pred": c.pred, "gold": c.gold}, ensure_ascii=False) + "\n")
+                fh.write(dumps({"run": run, "record": c.key, "tp": c.tp, "pred": c.pred, "gold": c.gold}) + "\n")
 
 
 def run_case(case: str, conn, args) -> dict:

@@ -163,7 +163,7 @@ def evaluate(
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for predictions.jsonl and scores.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
-    vs_zero_shot: bool = typer.Option(False, "--vs-zero-shot", help="Also score the zero-shot baseline on the same records and print both (needs --program)."),
+    vs_zero_shot: bool = typer.Option(False, "--vs-zero-shot", help="Also score zero-shot three ways on the same records and compare the program with the strongest (needs --program)."),
     max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
@@ -176,10 +176,7 @@ def evaluate(
 ) -> None:
     """Run a program over a split, write evaluator-format predictions, and print the scores.
 
-    With --vs-zero-shot, also the zero-shot baseline three ways on the same records (strict: the
-    official parse; lenient: the same answers repaired; constrained: the answer schema enforced
-    by the server) and the program's F1 against the strongest of them, with a paired 95%
-    bootstrap interval over records; all of it goes to OUT/scores.json.
+    With --vs-zero-shot, also the zero-shot baseline three ways on the same records (strict: the official parse; lenient: the same answers repaired; constrained: the answer schema enforced by the server), and the program's F1 against the strongest of them with a paired 95% bootstrap interval over records; all of it goes to OUT/scores.json.
     """
     _start(verbose)
     from kgopt.data.jsonio import dumps
@@ -337,8 +334,7 @@ def compile_cmd(
 ) -> None:
     """Compile a program: DSPy optimisers inside an Optuna study, scored on dev; writes the best.
 
-    A trial (or the zero-shot baseline) with more than a fifth of its calls failed is never
-    scored: the run stops with exit 1, writes nothing, and a re-run resumes.
+    A trial (or the zero-shot baseline) with more than a fifth of its calls failed is never scored: the run stops with exit 1, writes nothing, and a re-run resumes. A study run on other data or another model is refused (--new-study starts one for this run).
     """
     _start(verbose)
     from kgopt.clients.credentials import cli_storage_url
