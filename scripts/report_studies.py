@@ -5,12 +5,15 @@ errors, LLM calls and seconds, and why a trial was not scored (pruned, duplicate
 Usage:
 
     .venv/bin/python scripts/report_studies.py [--storage sqlite:///compiled/studies.sqlite3] [STUDY ...]
+
+A server URL's password comes from KGOPT_STORAGE_PASSWORD (or --storage-password-file), not the URL.
 """
 
 import argparse
 
 import optuna
 
+from kgopt.clients.credentials import cli_storage_url
 from kgopt.compiler.storage import existing_storage
 
 KEYS = ("answer_format", "output", "num_demos", "demo_choice", "split_size", "instruction", "temperature", "max_items", "max_len")
@@ -20,9 +23,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("studies", nargs="*", help="study names (default: all)")
     ap.add_argument("--storage", default=None)
+    ap.add_argument("--storage-password-file", default=None)
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = existing_storage(args.storage)
+    url = existing_storage(cli_storage_url(args.storage, args.storage_password_file))
     names = args.studies or [s.study_name for s in optuna.get_all_study_summaries(url)]
     print("| study | zero-shot dev F1 | trial | state | " + " | ".join(KEYS) + " | dev F1 | dev errors | calls | seconds | note |")
     print("|---|---:|---:|---|" + "---|" * len(KEYS) + "---:|---:|---:|---:|---|")
@@ -33,7 +37,7 @@ def main() -> None:
             if t.state.name in ("WAITING", "RUNNING"):
                 continue
             a = t.user_attrs
-            note = a.get("error") or (f"duplicate of {a['duplicate_of']}" if "duplicate_of" in a else "") or a.get("stopped", "")
+            note = a.get("error") or a.get("failed") or (f"duplicate of {a['duplicate_of']}" if "duplicate_of" in a else "") or a.get("stopped", "")
             value = f"{t.value:.2f}" if t.value is not None else ""
             print(
                 f"| {name} | {base if base is not None else ''} | {t.number} | {t.state.name} | "
