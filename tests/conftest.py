@@ -59,3 +59,20 @@ def extraction(tmp_path_factory) -> Path:
         conn = Connection(lm=EndpointLM(ep.url, "fake", cache=None, backoff=0.01), config=None, identity=ep.url, embedded=False)
         extract(docs, "zh", out, connection=conn, progress=False, data_dir=BUNDLED, workers=2)
     return out
+
+
+@pytest.fixture()
+def load_script(monkeypatch):
+    """A script of scripts/ as a module: ``load_script("bench_kg")`` (registered in sys.modules,
+    which dataclasses need, for the test's duration)."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,8 +3,6 @@ end to end against the fake endpoint (client figures exact, server figures n/a o
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -62,11 +60,8 @@ INFO:     127.0.0.1:45694 - "POST /v1/chat/completions HTTP/1.1" 200 OK
 
 
 @pytest.fixture()
-def bench(monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_inference", ROOT / "scripts" / "bench_inference.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+def bench(load_script, monkeypatch, tmp_path):
+    module = load_script("bench_inference")
     monkeypatch.chdir(tmp_path)  # runs/bench-inference/ goes here
     monkeypatch.setenv("KGOPT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KGOPT_MODEL", "fake")

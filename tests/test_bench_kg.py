@@ -1,6 +1,5 @@
 """scripts/bench_kg.py against the fake endpoint: per-document counts and the paired interval line."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,10 +9,8 @@ from kgopt.testing.fake_endpoint import FakeEndpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_kg_prints_a_paired_interval_per_language(monkeypatch, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_kg", ROOT / "scripts" / "bench_kg.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_bench_kg_prints_a_paired_interval_per_language(load_script, monkeypatch, tmp_path, capsys):
+    bench = load_script("bench_kg")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(bench, "OUT", tmp_path / "runs" / "bench-kg")
     with FakeEndpoint() as ep:

@@ -1,6 +1,5 @@
 """scripts/bench_spread.py against the deterministic fake endpoint: no spread, and the counts file."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,10 +8,8 @@ from kgopt.testing.fake_endpoint import FakeEndpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_deterministic_server_has_no_spread(monkeypatch, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_spread", ROOT / "scripts" / "bench_spread.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_a_deterministic_server_has_no_spread(load_script, monkeypatch, tmp_path, capsys):
+    bench = load_script("bench_spread")
     monkeypatch.chdir(tmp_path)
     with FakeEndpoint() as ep:
         monkeypatch.setenv("KGOPT_API_BASE", ep.url)
