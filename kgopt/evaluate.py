@@ -174,8 +174,9 @@ def evaluate(
 
 
 def _keep_partial(fresh: Path, partial: Path) -> None:
-    """An interrupted run: its partial lines replace the old partial file only if it has any."""
-    if fresh.is_file() and fresh.stat().st_size > 0:
+    """An interrupted run: its partial lines replace the old partial file only if it has any
+    (with no old file, even an empty one becomes the partial file the CLI points to)."""
+    if fresh.is_file() and (fresh.stat().st_size > 0 or not partial.exists()):
         fresh.replace(partial)
     else:
         fresh.unlink(missing_ok=True)

@@ -59,10 +59,23 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, response TEXT, created REAL)")
-        self._db.commit()
-        self._redact_old_rows()
+        self._set_up()
+
+    def _set_up(self) -> None:
+        # Two processes opening a new cache at once (two compile workers): switching to WAL
+        # needs the file to itself, and SQLite may refuse it at once instead of waiting.
+        for attempt in range(60):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, response TEXT, created REAL)")
+                self._db.commit()
+                self._redact_old_rows()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 59:
+                    raise
+                self._db.rollback()
+                time.sleep(0.05 + random.random() * 0.2)
 
     def _redact_old_rows(self) -> None:
         """Caches written before identities were redacted may hold a password: mask it, once (user_version 1)."""
