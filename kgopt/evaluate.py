@@ -15,6 +15,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,7 @@ class ZeroShotComparison:
         f1s = {k: r.total.headline_f1() for k, r in self.reports.items()}
         return max(ZERO_SHOT_WAYS, key=lambda k: (f1s[k], -ZERO_SHOT_WAYS.index(k)))
 
-    @property
+    @cached_property
     def difference(self) -> PairedDifference:
         """The program's F1 minus the strongest baseline's, paired over records."""
         return paired_bootstrap(self.reports[self.strongest].records, self.program.report.records)

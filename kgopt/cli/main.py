@@ -16,7 +16,7 @@ import typer
 from loguru import logger
 
 from kgopt.core.tasks import TASKS
-from kgopt.errors import CallsFailed, ConfigError, KgoptError
+from kgopt.errors import CallsFailed, ConfigError, KgoptError, check_failures
 
 app = typer.Typer(
     name="kgopt",
@@ -82,6 +82,14 @@ def _setup_logging(verbose: bool) -> None:
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1 if isinstance(exc, CallsFailed) else 2)
+
+
+def _check_failures(check, *args) -> None:
+    """Exit 1 with one line when ``check(*args)`` says more calls failed than --max-failures allows."""
+    try:
+        check(*args)
+    except CallsFailed as exc:
+        _fail(exc)
 
 
 def _fmt(scores: dict) -> str:
@@ -204,11 +212,8 @@ def evaluate(
         _print_evaluations(runs)
         if vs_zero_shot:
             _print_comparison(cmp, f"{task.value}/{lang.value} {split}", str(program))
-    try:
-        for ev in runs.values():
-            ev.check_failures(max_failures)
-    except CallsFailed as exc:
-        _fail(exc)
+    for ev in runs.values():
+        _check_failures(ev.check_failures, max_failures)
 
 
 def _print_evaluations(runs: dict) -> None:
@@ -285,9 +290,9 @@ def augment(
         typer.echo(dumps(data))
     else:
         _print_augment(data)
-    if data["failed_calls"] > max_failures:
-        _fail(CallsFailed(f"augment {data['task']}/{data['lang']}: {data['failed_calls']} LLM calls failed (more than --max-failures {max_failures}); "
-                          "the samples accepted were written"))
+    u = data["llm"]
+    _check_failures(check_failures, data["failed_calls"], u.get("calls", 0) + u.get("cache_hits", 0) + data["failed_calls"], max_failures,
+                    f"augment {data['task']}/{data['lang']} (the samples accepted were written)")
 
 
 def _print_augment(data: dict) -> None:
@@ -362,9 +367,8 @@ def compile_cmd(
     u = res.usage
     typer.echo(f"LLM: {u['calls']} calls, {u['total_tokens']} tokens, {u['cache_hits']} from cache, {u['failures']} failed")
     typer.echo(f"program: {res.path}" if res.written else f"program: not written ({res.kept_reason}; --force replaces it)")
-    if u["failures"] > max_failures:
-        _fail(CallsFailed(f"compile {m['task']}/{m['lang']}: {u['failures']} LLM calls failed (more than --max-failures {max_failures}); "
-                          "no trial above a fifth failed calls was scored"))
+    _check_failures(check_failures, u["failures"], u["calls"] + u["cache_hits"] + u["failures"], max_failures,
+                    f"compile {m['task']}/{m['lang']} (no trial with more than a fifth of its calls failed was scored)")
 
 
 @app.command()
@@ -397,9 +401,9 @@ def regress(
         typer.echo(r.line())
     failed = [r for r in results if not r.passed]
     typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    calls_failed = sum(r.scores["llm"]["failed_calls"] for r in results)
-    if calls_failed > max_failures:
-        _fail(CallsFailed(f"regress: {calls_failed} LLM calls failed (more than --max-failures {max_failures}); the verdicts above are not a measurement"))
+    llm = [r.scores["llm"] for r in results]
+    _check_failures(check_failures, sum(u["failed_calls"] for u in llm), sum(u["calls_asked"] for u in llm), max_failures,
+                    "regress (the verdicts above are not a measurement)")
     if failed:
         raise typer.Exit(1)
 
