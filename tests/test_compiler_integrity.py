@@ -175,3 +175,24 @@ def test_records_used_counts_each_file(oracle, shared_data, tmp_path, monkeypatc
     assert len(train) >= 2 and all(e["records_used"] == 3 for e in train)
     assert all("records_used" not in e for e in data["train"] + data["dev"] if e["path"].endswith("schema.json"))
     assert sum(e["records_used"] for e in data["dev"] if "records_used" in e) == res.manifest["dev"]["records"]
+
+
+def test_cli_new_study_and_force(oracle, shared_data, tmp_path, monkeypatch):
+    """The CLI: a refused study is one error line (exit 2); --new-study runs; --force replaces a kept program."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KGOPT_API_BASE", oracle.server.url)
+    monkeypatch.setenv("KGOPT_MODEL", "fake")
+    base = ["compile", "--task", TASK, "--lang", LANG, "--trials", "1", "--data-dir", str(shared_data), "--train-limit", "6",
+            "--max-demos", "1", "--instruction-proposals", "0", "--no-augmented"]
+    assert CliRunner().invoke(app, [*base, "--source", "CrossNER_AI", "--dev-limit", "2"]).exit_code == 0
+    res = CliRunner().invoke(app, [*base, "--source", "CrossNER_AI", "--dev-limit", "1"])
+    assert res.exit_code == 2 and "changed: dev_limit (2 -> 1)" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, [*base, "--source", "CrossNER_AI", "--dev-limit", "1", "--new-study"])
+    assert res.exit_code == 0 and "study NER_en-" in res.output
+    oracle.broken = True  # a worse program from another study on the same data: kept out, then forced in
+    monkeypatch.setenv("KGOPT_HOME", str(tmp_path / "fresh-home"))  # no cached answers of the good model
+    worse = [*base, "--source", "CrossNER_AI", "--dev-limit", "1", "--study", "worse"]
+    res = CliRunner().invoke(app, worse)
+    assert res.exit_code == 0 and "program: not written (kept " in res.output
+    res = CliRunner().invoke(app, [*worse, "--force"])
+    assert res.exit_code == 0 and "program: compiled/NER_en.json" in res.output
