@@ -329,3 +329,32 @@ def test_neo4j_loads_in_one_transaction_that_a_failure_rolls_back(monkeypatch):
     with pytest.raises(EndpointError, match="rolled back: nothing of this load was written"):
         load_graph(graph, "bolt://127.0.0.1:7687")
     assert [kind for kind, _ in log] == ["autocommit", "begin", "tx", "tx", "rollback"]
+
+
+def test_extract_takes_the_graph_db_password_from_a_file(tmp_path, monkeypatch):
+    """`kgopt extract --graph-db URI --graph-db-password-file F` loads into a password-protected
+    FalkorDB with the password nowhere in the arguments or the output."""
+    import ujson
+    from typer.testing import CliRunner
+
+    from kgopt.cli.main import app
+    from kgopt.data.readers import read_instructie
+    from kgopt.testing.fake_endpoint import FakeEndpoint
+    from tests.conftest import BUNDLED
+
+    recs = list(read_instructie(BUNDLED / "InstructIE" / "test_zh.json"))[:3]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(ujson.dumps({"id": f"d{i}", "cate": r.cate, "text": r.text}, ensure_ascii=False) + "\n" for i, r in enumerate(recs)),
+                    encoding="utf-8")
+    secret = tmp_path / "pw"
+    secret.write_text("extract-PW-93a\n", encoding="utf-8")
+    secret.chmod(0o600)
+    with FalkorDBServer(password="extract-PW-93a") as server, FakeEndpoint() as ep:
+        monkeypatch.setenv("KGOPT_API_BASE", ep.url)
+        monkeypatch.setenv("KGOPT_MODEL", "fake")
+        res = CliRunner().invoke(app, ["extract", "--lang", "zh", "--input", str(docs), "--out", str(tmp_path / "out"), "--data-dir", str(BUNDLED),
+                                       "--graph-db", f"falkordb://127.0.0.1:{server.port}/kgx", "--graph-db-password-file", str(secret)])
+        assert res.exit_code == 0, res.output
+        assert "extract-PW-93a" not in res.output
+        g = falkordb.FalkorDB(host="127.0.0.1", port=server.port, password="extract-PW-93a").select_graph("kgx")
+        assert _count(g, "MATCH (n:Entity) RETURN count(n)") == len(_rows(tmp_path / "out" / "nodes.csv")) > 0
