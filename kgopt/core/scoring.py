@@ -123,6 +123,11 @@ class Counts:
             }
         return prf(self.tp, self.n_pred, self.n_gold)
 
+    def absorb(self, other: "Counts") -> None:
+        """Add another group's counts (instances and matches; errors are counted by the caller)."""
+        for name in ("instances", "tp", "n_pred", "n_gold", "arg_tp", "arg_pred", "arg_gold"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def headline(self) -> tuple[int, int, int]:
         """The counts behind ``headline_f1``: matched, predicted, gold."""
         return (self.arg_tp, self.arg_pred, self.arg_gold) if self.two_level else (self.tp, self.n_pred, self.n_gold)
@@ -228,10 +233,10 @@ def score_groups(task: str, groups: dict[str, PredictionGroup], lenient: bool = 
 
             what = f"lacks a field: {exc}" if isinstance(exc, KeyError) else f"is mistyped ({type(exc).__name__}: {str(exc)[:80]})"
             raise DataError(f"gold label of record {group.source}/{group.gold!r:.60} {what}", group.path, group.line) from None
-        total.add(gold, preds)
-        src.add(gold, preds)
-        one = Counts(spec.two_level)
+        one = Counts(spec.two_level)  # the record's own counts: matched once, summed into the totals
         one.add(gold, preds)
+        total.absorb(one)
+        src.absorb(one)
         records.append(RecordCount(key.replace("\x1f", "/", 1), *one.headline()))
         if ccks:
             ccks_pairs.append((gold, preds))
