@@ -1,7 +1,7 @@
 """The Python entry point: ``ie = kgopt.load("RE", "zh"); ie("text")``.
 
 ``load`` finds the compiled program (``compiled/<TASK>_<lang>.json`` in the current
-directory, then in the kgopt checkout), checks its manifest, and returns an ``Extractor``:
+directory, then the bundled ones: ``kgopt.locations``), checks its manifest, and returns an ``Extractor``:
 a callable that asks the configured endpoint (the embedded model if none) and returns the
 labels in IEPile's unified format (``[{"entity", "entity_type"}]``, ``[{"head", "relation",
 "tail"}]``, ...). The schema comes from the manifest (the sources it was compiled on) or is
@@ -16,20 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kgopt.core.schema import Record, Schema, merge_schemas
-from kgopt.core.tasks import check_lang, get_task
-from kgopt.errors import ArtifactError, ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def find_program(task: str, lang: str, compiled_dir: str | os.PathLike | None = None) -> Path:
-    name = f"{get_task(task).name}_{check_lang(lang)}.json"
-    dirs = [Path(compiled_dir)] if compiled_dir else [Path.cwd() / "compiled", REPO_ROOT / "compiled"]
-    for d in dirs:
-        if (d / name).is_file():
-            return d / name
-    raise ArtifactError(f"no compiled program {name} in {' or '.join(str(d) for d in dirs)}; run `kgopt compile --task {task} --lang {lang}`")
-
+from kgopt.core.tasks import get_task
+from kgopt.errors import ConfigError
+from kgopt.locations import find_program
 
 class Extractor:
     """A loaded program bound to an endpoint. Call it on a text; ``batch`` for many."""

@@ -25,7 +25,8 @@ from loguru import logger
 
 from kgopt import __version__
 from kgopt.adapters.oneke import OneKEAdapter
-from kgopt.core.answer_schema import answer_json_schema, response_format
+from kgopt.core.answer_schema import answer_json_schema
+from kgopt.clients.dialects import response_format
 from kgopt.core.demos import most_similar
 from kgopt.core.parsing import ERROR, merge_labels, parse_answer
 from kgopt.core.schema import Record, Schema
@@ -176,7 +177,7 @@ class IEProgram(dspy.Module):
             raise ValueError("forward() needs a schema (or one schema chunk)")
         parts, calls = [], []
         with dspy.context(adapter=OneKEAdapter()):
-            for chunk in [chunk] if chunk is not None else self.chunks(schema, record):
+            for chunk in [chunk] if chunk is not None else self.chunks(schema, record):  # noqa: B020 - one given chunk, or all
                 started = time.monotonic()
                 try:
                     demos = self.select_demos(text, chunk)

@@ -36,7 +36,8 @@ from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.core.scoring import ccks2023_score, match_count
 from kgopt.core.stats import RecordCount, paired_bootstrap
-from kgopt.data.readers import REPO_ROOT, read_instructie
+from kgopt.data.readers import read_instructie
+from kgopt.locations import CHECKOUT
 from kgopt.extract import extract
 from kgopt.graph.build import build_graph, mentions_from_labels
 from kgopt.graph.export import read_graph
@@ -50,7 +51,7 @@ HEADER = (
 
 
 def _documents(lang: str, limit: int, out: Path) -> tuple[Path, list]:
-    records = list(read_instructie(REPO_ROOT / "dataset" / "InstructIE" / f"test_{lang}.json"))[:limit]
+    records = list(read_instructie(CHECKOUT / "dataset" / "InstructIE" / f"test_{lang}.json"))[:limit]
     path = out / f"docs_{lang}.jsonl"
     path.write_text("".join(ujson.dumps({"id": r.id, "cate": r.cate, "text": r.text}, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path, records
@@ -95,7 +96,7 @@ def run_one(lang: str, variant: str, program: Path, docs: Path, records: list, c
 
 def merge_on_gold(lang: str) -> dict:
     """The merge alone: gold answers in OneKE's shape over every bundled record of ``lang``."""
-    records = [r for split in ("train", "valid", "test") for r in read_instructie(REPO_ROOT / "dataset" / "InstructIE" / f"{split}_{lang}.json")]
+    records = [r for split in ("train", "valid", "test") for r in read_instructie(CHECKOUT / "dataset" / "InstructIE" / f"{split}_{lang}.json")]
     units = []
     for r in records:
         labels = [{"head": l["head"], "head_type": r.cate or "", "relation": l["relation"], "tail": l["tail"]} for l in r.labels]
@@ -139,7 +140,7 @@ def main() -> None:
     for lang in args.langs.split(","):
         docs, records = _documents(lang, args.limit, OUT)
         rows = {}
-        for variant, program in (("zero-shot", REPO_ROOT / "programs" / f"KG_{lang}.json"), ("compiled", REPO_ROOT / "compiled" / f"KG_{lang}.json")):
+        for variant, program in (("zero-shot", CHECKOUT / "programs" / f"KG_{lang}.json"), ("compiled", CHECKOUT / "compiled" / f"KG_{lang}.json")):
             rows[variant] = row = run_one(lang, variant, program, docs, records, conn)
             print(_row(row), flush=True)
             with open(OUT / "results.jsonl", "a", encoding="utf-8") as fh:

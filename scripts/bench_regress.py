@@ -1,7 +1,7 @@
 """Full regression run: re-score every committed program on its manifest's dev records.
 
 What `kgopt regress` does, with a table of the figures (recorded and re-scored dev F1, LLM calls,
-tokens, seconds per program) for the README. Uses the configured model (the embedded Qwen by
+tokens, seconds per program) for BENCHMARKS.md#regression-run. Uses the configured model (the embedded Qwen by
 default) and no response cache, so every answer is really computed. Usage:
 
     .venv/bin/python scripts/bench_regress.py [compiled/X.json ...] [--tolerance 2]

@@ -1,4 +1,4 @@
-"""Print every trial of the compile studies as a markdown table (what the README's priors cite).
+"""Print every trial of the compile studies as a markdown table (what BENCHMARKS.md#priors-the-first-trials-of-a-new-study cites).
 
 One row per finished or failed trial: the parameters that tell trials apart, dev F1, dev
 errors, LLM calls and seconds, and why a trial was not scored (pruned, duplicate, error).

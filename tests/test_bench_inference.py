@@ -3,6 +3,7 @@ end to end against the fake endpoint (client figures exact, server figures n/a o
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_cases(bench):
     c = bench.parse_case("RE:en", "dev", "NYT11", 5)
     assert (c.source, c.limit, c.split) == ("NYT11", 5, "dev")
     assert bench.parse_case("RE:en:all:all", "test", "NYT11", 5).source is None
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="LIMIT must be a positive number"):
         bench.parse_case("RE:en:all:0", "test", None, 5)
 
 

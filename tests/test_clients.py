@@ -141,6 +141,72 @@ def test_auto_dialect_switches_once_after_a_rejected_schema_and_remembers_it():
         assert srv.requests[2]["response_format"]["type"] == "json_object" and len(srv.requests) == 3
 
 
+def test_a_schema_request_refused_for_another_reason_is_not_a_dialect_question():
+    from kgopt.clients import lm as lm_module
+
+    too_long = {"error": {"message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."}}
+    with FakeEndpoint(respond=lambda req: (400, too_long)) as srv:
+        lm_module._learned_dialects.pop(srv.url, None)
+        lm = EndpointLM(srv.url, "m", cache=None, max_retries=4, backoff=0.01)
+        with pytest.raises(openai.BadRequestError):
+            lm(messages=[{"role": "user", "content": "a"}], response_format=SCHEMA_FORMAT)
+        assert len(srv.requests) == 1 and lm.dialect == "openai" and srv.url not in lm_module._learned_dialects
+
+
+def test_every_dialect_refused_tries_each_once_then_fails():
+    from kgopt.clients import lm as lm_module
+    from kgopt.clients.dialects import dialect_names
+
+    refusal = (500, {"error": {"message": "1 validation error for CreateChatCompletionRequest response_format: Extra inputs are not permitted"}})
+    with FakeEndpoint(respond=lambda req: refusal) as srv:
+        lm_module._learned_dialects.pop(srv.url, None)
+        lm = EndpointLM(srv.url, "m", cache=None, max_retries=4, backoff=0.01)
+        with pytest.raises(openai.InternalServerError):
+            lm(messages=[{"role": "user", "content": "a"}], response_format=SCHEMA_FORMAT)
+        assert [r["response_format"]["type"] for r in srv.requests] == ["json_schema", "json_object"]
+        assert len(dialect_names()) == 2 and lm.dialect == "llama-cpp"
+        assert lm.usage.snapshot()["retries"] == 0 and lm.usage.snapshot()["failures"] == 1
+
+
+def test_a_request_refused_after_another_moved_the_endpoint_on_is_sent_again_without_skipping_a_dialect():
+    """Concurrent requests are refused at once: only the first moves the endpoint on; the others
+    are sent again in its new dialect, so no dialect is skipped."""
+    from kgopt.clients import lm as lm_module
+
+    with FakeEndpoint(respond=_llama_cpp_like) as srv:
+        lm_module._learned_dialects.pop(srv.url, None)
+        lm = EndpointLM(srv.url, "m", cache=None)
+        with pytest.raises(openai.InternalServerError) as refused:
+            EndpointLM(srv.url, "m", cache=None, json_dialect="openai")(messages=[{"role": "user", "content": "a"}], response_format=SCHEMA_FORMAT)
+        req = {"messages": [], "response_format": SCHEMA_FORMAT}
+        assert lm._learn_dialect(req, "openai", refused.value) and lm.dialect == "llama-cpp"  # the first refusal
+        assert lm._learn_dialect(req, "openai", refused.value) and lm.dialect == "llama-cpp"  # a second, sent before
+        assert lm_module._learned_dialects[srv.url] == ["openai", "llama-cpp"]
+        assert not lm._learn_dialect(req, "llama-cpp", refused.value)  # the last dialect refused too: that stands
+
+
+def test_a_configured_dialect_is_sent_from_the_first_request_and_never_changed():
+    with FakeEndpoint(respond=_llama_cpp_like) as srv:
+        lm = EndpointLM(srv.url, "m", cache=None, json_dialect="llama-cpp")
+        assert lm(messages=[{"role": "user", "content": "a"}], response_format=SCHEMA_FORMAT) == ['{"ok": true}']
+        assert srv.requests[0]["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+    with FakeEndpoint(respond=_llama_cpp_like) as srv:
+        lm = EndpointLM(srv.url, "m", cache=None, json_dialect="openai", max_retries=4, backoff=0.01)
+        with pytest.raises(openai.InternalServerError):
+            lm(messages=[{"role": "user", "content": "a"}], response_format=SCHEMA_FORMAT)
+        assert len(srv.requests) == 1 and lm.dialect == "openai"
+
+
+def test_json_dialect_must_be_auto_or_registered(monkeypatch):
+    with pytest.raises(ValueError, match="'auto' or one of openai, llama-cpp"):
+        EndpointLM("http://127.0.0.1:1/v1", "m", json_dialect="vllm")
+    monkeypatch.setenv("KGOPT_JSON_DIALECT", "vllm")
+    with pytest.raises(ConfigError, match="auto, openai, llama-cpp"):
+        resolve_endpoint(api_base="http://h:1/v1", model="m")
+    monkeypatch.setenv("KGOPT_JSON_DIALECT", "llama-cpp")
+    assert resolve_endpoint(api_base="http://h:1/v1", model="m").json_dialect == "llama-cpp"
+
+
 def test_openai_dialect_server_keeps_json_schema():
     from kgopt.testing.fake_endpoint import FakeEndpoint
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
 pytestmark = pytest.mark.llm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -122,12 +122,12 @@ def test_workers_do_not_change_the_graph(docs_file, reference, tmp_path):
     assert exports_of(tmp_path / "w1") == exports_of(tmp_path / "w16") == exports_of(reference[0])
 
 
-def test_older_argument_names_still_work(docs_file, reference, tmp_path):
-    """``chunk_chars`` is the older name of ``window_chars`` (the public API keeps it)."""
-    with FakeEndpoint() as ep:
-        conn = connection(ep.url)
-        extract(docs_file, "zh", tmp_path / "old", connection=conn, progress=False, data_dir=DATA_DIR, chunk_chars=120)
-    assert exports_of(tmp_path / "old") == exports_of(reference[0])
+def test_options_are_given_by_name_and_an_unknown_one_is_refused(docs_file, tmp_path):
+    """The older aliases (``chunk_chars``, ``neo4j=``) are gone: a misspelt option fails before any work."""
+    for bad in ({"chunk_chars": 120}, {"neo4j": {"uri": "bolt://127.0.0.1:1"}}):
+        with pytest.raises(TypeError, match=next(iter(bad))):
+            extract(docs_file, "zh", tmp_path / "old", connection=None, progress=False, data_dir=DATA_DIR, **bad)
+    assert not (tmp_path / "old").exists()
 
 
 def test_faults_are_retried_and_the_graph_is_unchanged(docs_file, reference, tmp_path):
@@ -237,7 +237,7 @@ def _cli_env(tmp_path, url):
 
 def test_kill_minus_9_and_resume_gives_the_same_graph(docs_file, reference, tmp_path):
     out = tmp_path / "out"
-    cmd = KGOPT + ["extract", "--input", str(docs_file), "--lang", "zh", "--out", str(out), "--workers", "2", "--chunk-chars", "120", "--no-cache"]
+    cmd = KGOPT + ["extract", "--input", str(docs_file), "--lang", "zh", "--out", str(out), "--workers", "2", "--window-chars", "120", "--no-cache"]
     with FakeEndpoint(delay=0.15) as ep:
         env = _cli_env(tmp_path, ep.url)
         proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -262,7 +262,7 @@ def test_kill_minus_9_and_resume_gives_the_same_graph(docs_file, reference, tmp_
 def test_cli_exit_codes_and_graph_stats(docs_file, tmp_path):
     with FakeEndpoint() as ep, FaultProxy(ep.url, share=0.3, faults=("500",), always=True) as proxy:
         env = _cli_env(tmp_path, proxy.url)
-        cmd = KGOPT + ["extract", "--input", str(docs_file), "--lang", "zh", "--out", str(tmp_path / "out"), "--chunk-chars", "120"]
+        cmd = KGOPT + ["extract", "--input", str(docs_file), "--lang", "zh", "--out", str(tmp_path / "out"), "--window-chars", "120"]
         res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert res.returncode == 1 and "calls failed" in res.stderr and "InternalServerError" in res.stderr
         res = subprocess.run(cmd + ["--max-failures", "0", "--out", str(tmp_path / "o2")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -283,7 +283,7 @@ def test_cli_exit_codes_and_graph_stats(docs_file, tmp_path):
 def test_neo4j_unreachable_is_a_clear_error(tmp_path):
     pytest.importorskip("neo4j")
     from kgopt.graph.build import build_graph
-    from kgopt.graph.load import load_graph
+    from kgopt.graph.databases import load_graph
 
     g = build_graph([({"doc": "d", "chunk": 0, "task": "RE"}, {"triples": [{"head": "a", "relation": "r", "tail": "b"}]})])
     with pytest.raises(EndpointError, match="Neo4j at bolt://127.0.0.1:1 is not reachable"):

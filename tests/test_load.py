@@ -15,7 +15,7 @@ import ujson
 from kgopt.errors import ConfigError, DataError, EndpointError
 from kgopt.graph.build import build_graph
 from kgopt.graph.export import read_graph
-from kgopt.graph.load import load_graph
+from kgopt.graph.databases import load_graph
 
 try:
     import falkordb

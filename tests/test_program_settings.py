@@ -5,7 +5,8 @@ import dspy
 import jsonschema
 import pytest
 
-from kgopt.core.answer_schema import answer_json_schema, response_format
+from kgopt.clients.dialects import response_format
+from kgopt.core.answer_schema import answer_json_schema
 from kgopt.core.demos import cover_labels, most_similar, similarity
 from kgopt.core.tasks import LANGS, TASKS
 from kgopt.data.readers import load_examples

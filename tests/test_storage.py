@@ -104,7 +104,7 @@ def test_two_workers_share_one_study(postgres_url, slow_oracle, shared_data, tmp
     env = _env(slow_oracle.server, tmp_path)
     workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [w.communicate(timeout=600) for w in workers]
-    for w, (out, err) in zip(workers, outs):
+    for w, (_out, err) in zip(workers, outs):
         assert w.returncode == 0, err[-3000:]
     study = optuna.load_study(study_name=study_name, storage=postgres_url)
     assert len(_finished(study)) == trials  # together, exactly --trials

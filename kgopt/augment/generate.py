@@ -245,7 +245,7 @@ def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list
                                examples="\n".join(_shown(items, r) for r in shown), n=per_label)
     kwargs: dict[str, Any] = {"temperature": 0.9, "seed": call_seed, "max_tokens": 192 * per_label + 64}
     if constrained:
-        from kgopt.core.answer_schema import response_format
+        from kgopt.clients.dialects import response_format
 
         kwargs["response_format"] = response_format(_sample_schema(items, unit.schema, per_label))
     try:

@@ -8,6 +8,7 @@ configuration; 130 interrupted.
 from __future__ import annotations
 
 import sys
+import functools
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -84,6 +85,31 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1 if isinstance(exc, CallsFailed) else 2)
 
 
+def command(name: str | None = None, interrupted: str | None = None, also: tuple[type[Exception], ...] = ()):
+    """``@app.command`` plus the one place errors become exit statuses: a ``KgoptError`` (or one of
+    ``also``) prints one ``error:`` line and exits 2 (1 for failed calls); Ctrl-C exits 130, saying
+    ``interrupted`` (what was kept). To add a command, write a function and decorate it with this."""
+
+    def wrap(fn):
+        @functools.wraps(fn)  # typer reads the options from the wrapped signature
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (KgoptError, *also) as exc:
+                _fail(exc)
+            except (KeyboardInterrupt, AssertionError) as exc:
+                # Optuna turns a Ctrl-C that lands while it records a trial into an AssertionError.
+                if isinstance(exc, AssertionError) and not _INTERRUPTED.is_set():
+                    raise
+                if interrupted:
+                    typer.secho(f"interrupted: {interrupted}", fg=typer.colors.YELLOW, err=True)
+                raise typer.Exit(130) from None
+
+        return app.command(name)(run)
+
+    return wrap
+
+
 def _check_failures(check, *args) -> None:
     """Exit 1 with one line when ``check(*args)`` says more calls failed than --max-failures allows."""
     try:
@@ -134,7 +160,7 @@ def _connect(api_base, model, api_key, config, api_key_env=None, **kwargs):
     return connect(resolve_endpoint(api_base, model, api_key, config_path=config, api_key_env=api_key_env), **kwargs)
 
 
-@app.command()
+@command()
 def score(
     task: Task = typer.Option(..., "--task", help="Task the predictions are for."),
     input: Path = typer.Option(..., "--input", help="Predictions in the IEPile evaluator format (JSON lines)."),
@@ -148,10 +174,7 @@ def score(
 
     if sort_by not in (None, "source"):
         _fail(ValueError(f"--sort-by supports 'source' only, got {sort_by!r}"))
-    try:
-        report = score_file(task.value, input, lenient=lenient)
-    except KgoptError as exc:
-        _fail(exc)
+    report = score_file(task.value, input, lenient=lenient)
     data = report.to_json(with_sources=sort_by == "source")
     if as_json:
         typer.echo(dumps(data))
@@ -159,7 +182,7 @@ def score(
         _print_report(data)
 
 
-@app.command()
+@command(interrupted="records finished so far are in predictions.partial.jsonl")
 def evaluate(
     task: Task = typer.Option(..., "--task", help="IE task."),
     lang: Lang = typer.Option(..., "--lang", help="Language of the data and the instruction."),
@@ -193,19 +216,13 @@ def evaluate(
 
     if vs_zero_shot and program is None:
         _fail(ConfigError("--vs-zero-shot compares a saved program with the baseline: give --program FILE"))
-    try:
-        conn = _connect(api_base, model, api_key, config, api_key_env, max_tokens=max_tokens, cache=not no_cache)
-        kw = dict(split=split, source=source, limit=limit, data_dir=data_dir, threads=threads, out_dir=out)
-        if vs_zero_shot:
-            cmp = compare_with_zero_shot(task.value, lang.value, conn, program, **kw)
-            runs = {"zero-shot": cmp.zero_shot, "zero-shot constrained": cmp.constrained, str(program): cmp.program}
-        else:
-            runs = {str(program) if program else "zero-shot": run(task.value, lang.value, conn, program=program, **kw)}
-    except KgoptError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: records finished so far are in predictions.partial.jsonl", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    conn = _connect(api_base, model, api_key, config, api_key_env, max_tokens=max_tokens, cache=not no_cache)
+    kw = dict(split=split, source=source, limit=limit, data_dir=data_dir, threads=threads, out_dir=out)
+    if vs_zero_shot:
+        cmp = compare_with_zero_shot(task.value, lang.value, conn, program, **kw)
+        runs = {"zero-shot": cmp.zero_shot, "zero-shot constrained": cmp.constrained, str(program): cmp.program}
+    else:
+        runs = {str(program) if program else "zero-shot": run(task.value, lang.value, conn, program=program, **kw)}
     if as_json:
         typer.echo(dumps(cmp.to_json() if vs_zero_shot else next(iter(runs.values())).to_json()))
     else:
@@ -248,7 +265,7 @@ class Optimizer(str, Enum):
 DataDirOpt = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR).")
 
 
-@app.command()
+@command(interrupted="samples accepted so far were written")
 def augment(
     task: Task = typer.Option(..., "--task", help="IE task whose training data to augment (EET/EEA use EE's)."),
     lang: Lang = typer.Option(..., "--lang", help="Language of the data."),
@@ -276,15 +293,9 @@ def augment(
     from kgopt.augment import augment as run
     from kgopt.data.jsonio import dumps
 
-    try:
-        conn = _connect(api_base, model, api_key, config, api_key_env)
-        rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
-                  max_labels=max_labels, train_limit=train_limit, constrained=not plain)
-    except KgoptError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: samples accepted so far were written", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    conn = _connect(api_base, model, api_key, config, api_key_env)
+    rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
+              max_labels=max_labels, train_limit=train_limit, constrained=not plain)
     data = rep.to_json()
     if as_json:
         typer.echo(dumps(data))
@@ -305,7 +316,7 @@ def _print_augment(data: dict) -> None:
         typer.echo(f"written: {f}")
 
 
-@app.command("compile")
+@command("compile", interrupted="finished trials are in the study; run the same command to resume")
 def compile_cmd(
     task: Task = typer.Option(..., "--task", help="IE task to compile a program for."),
     lang: Lang = typer.Option(..., "--lang", help="Language of the data and the instruction."),
@@ -345,22 +356,14 @@ def compile_cmd(
     from kgopt.clients.credentials import cli_storage_url
     from kgopt.compiler import compile_program
 
-    try:
-        storage = cli_storage_url(storage, storage_password_file)
-        conn = _connect(api_base, model, api_key, config, api_key_env)
-        res = compile_program(
-            task.value, lang.value, conn, source=source, optimizer=optimizer.value if optimizer else None, trials=trials,
-            storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
-            train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
-            new_study=new_study, force=force,
-        )
-    except KgoptError as exc:
-        _fail(exc)
-    except (KeyboardInterrupt, AssertionError):
-        if not _INTERRUPTED.is_set():
-            raise
-        typer.secho("interrupted: finished trials are in the study; run the same command to resume", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    storage = cli_storage_url(storage, storage_password_file)
+    conn = _connect(api_base, model, api_key, config, api_key_env)
+    res = compile_program(
+        task.value, lang.value, conn, source=source, optimizer=optimizer.value if optimizer else None, trials=trials,
+        storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
+        train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
+        new_study=new_study, force=force,
+    )
     m = res.manifest
     typer.echo(f"{m['task']}/{m['lang']}: dev F1 {m['dev']['f1']:.2f} (zero-shot {m['baseline_dev']['f1']:.2f}), chosen: {m['chosen']}")
     typer.echo(f"study {res.study_name} ({res.trials_run} trials) in {res.storage}")
@@ -371,7 +374,7 @@ def compile_cmd(
                     f"compile {m['task']}/{m['lang']} (no trial with more than a fifth of its calls failed was scored)")
 
 
-@app.command()
+@command()
 def regress(
     programs: Optional[list[Path]] = typer.Argument(None, help="Program files or folders. Default: every program in compiled/."),
     tolerance: float = typer.Option(2.0, "--tolerance", min=0, help="F1 points a program may fall below its recorded dev F1."),
@@ -390,13 +393,8 @@ def regress(
     _start(verbose)
     from kgopt.regress import regress as run
 
-    try:
-        conn = _connect(api_base, model, api_key, config, api_key_env, cache=not no_cache)
-        results = run(programs, conn, tolerance, data_dir, threads)
-    except KgoptError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    conn = _connect(api_base, model, api_key, config, api_key_env, cache=not no_cache)
+    results = run(programs, conn, tolerance=tolerance, data_dir=data_dir, threads=threads)
     for r in results:
         typer.echo(r.line())
     failed = [r for r in results if not r.passed]
@@ -408,7 +406,7 @@ def regress(
         raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def dashboard(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, without its password. Default: compiled/studies.sqlite3."),
     storage_password_file: Optional[Path] = typer.Option(None, "--storage-password-file", help="A file holding the --storage password (else env KGOPT_STORAGE_PASSWORD)."),
@@ -419,15 +417,10 @@ def dashboard(
     from kgopt.clients.credentials import cli_storage_url
     from kgopt.dashboard import serve
 
-    try:
-        serve(cli_storage_url(storage, storage_password_file), host, port)
-    except KgoptError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    serve(cli_storage_url(storage, storage_password_file), host, port)
 
 
-@app.command()
+@command(interrupted="finished calls are in OUT/results.jsonl; run the same command to resume")
 def extract(
     input_path: Path = typer.Option(..., "--input", help="Documents: JSON lines {id, text, cate?}, a text file (one document per line) or a folder of .txt files."),
     lang: Lang = typer.Option(..., "--lang", help="Language of the documents and programs."),
@@ -438,12 +431,11 @@ def extract(
     workers: int = typer.Option(4, "--workers", min=1, help="LLM requests in flight at once."),
     max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="Stop cleanly once more calls than this have failed after retries."),
-    window_chars: int = typer.Option(500, "--window-chars", "--chunk-chars", min=20, help="Longest window of a document sent in one call, in characters (--chunk-chars: its older name)."),
+    window_chars: int = typer.Option(500, "--window-chars", min=20, help="Longest window of a document sent in one call, in characters."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed input lines (listed in the report) instead of stopping."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model again instead of replaying cached answers."),
     graph_db: Optional[str] = typer.Option(None, "--graph-db", help="Also load the graph into a database: falkordb://HOST:PORT/GRAPH or bolt://HOST:7687 (see graph-load)."),
-    neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Same as --graph-db for a bolt:// or neo4j:// URI (password from NEO4J_PASSWORD)."),
-    neo4j_user: str = typer.Option("neo4j", "--neo4j-user", help="Neo4j user."),
+    graph_db_user: Optional[str] = typer.Option(None, "--graph-db-user", help="The --graph-db user (Neo4j; default neo4j)."),
     graph_db_password_file: Optional[Path] = typer.Option(None, "--graph-db-password-file", help="Read the --graph-db password from this file's first line (else FALKORDB_PASSWORD / NEO4J_PASSWORD; a password in the URI is visible in ps)."),
     data_dir: Optional[Path] = DataDirOpt,
     api_base: Optional[str] = EndpointOpt,
@@ -460,25 +452,19 @@ def extract(
     """
     _start(verbose)
     from kgopt.extract import extract as run
-    from kgopt.graph.load import cli_password
+    from kgopt.graph.databases import cli_password
 
     schemas = {}
     for item in schema or []:
         task_name, _, path = item.rpartition("=")
         schemas[(task_name or "KG").upper()] = path
-    try:
-        conn = lambda: _connect(api_base, model, api_key, config, api_key_env, cache=not no_cache, max_calls=max_calls)  # noqa: E731
-        report = run(
-            input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
-            schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, window_chars=window_chars,
-            skip_bad=skip_bad, data_dir=data_dir, graph_db=graph_db or neo4j_uri, graph_db_user=neo4j_user,
-            neo4j={"password": cli_password(graph_db or neo4j_uri, graph_db_password_file, "--graph-db", "--graph-db-password-file")},
-        )
-    except KgoptError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted: finished calls are in {out / 'results.jsonl'}; run the same command to resume", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    conn = lambda: _connect(api_base, model, api_key, config, api_key_env, cache=not no_cache, max_calls=max_calls)  # noqa: E731
+    report = run(
+        input_path, lang.value, out, tasks=[t.strip() for t in tasks.split(",") if t.strip()], programs=program or [],
+        schemas=schemas, connection=conn, workers=workers, max_failures=max_failures, window_chars=window_chars,
+        skip_bad=skip_bad, data_dir=data_dir, graph_db=graph_db, graph_db_user=graph_db_user,
+        graph_db_password=cli_password(graph_db, graph_db_password_file, "--graph-db", "--graph-db-password-file"),
+    )
     r = report
     typer.echo(f"documents {r.documents} (empty {r.empty_documents}, skipped bad lines {len(r.bad_lines)}); calls planned {r.units}: "
                f"{r.already_done} done before, {r.ran} run now ({r.ok} ok, {r.unparsable} unparsable, {len(r.failed)} failed)")
@@ -492,7 +478,7 @@ def extract(
         raise typer.Exit(1)
 
 
-@app.command("graph-stats")
+@command("graph-stats")
 def graph_stats(
     out: Path = typer.Argument(..., help="A `kgopt extract --out` directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
@@ -501,10 +487,7 @@ def graph_stats(
     from kgopt.data.jsonio import dumps
     from kgopt.graph.stats import graph_stats as stats
 
-    try:
-        s = stats(out)
-    except KgoptError as exc:
-        _fail(exc)
+    s = stats(out)
     if as_json:
         typer.echo(dumps(s, indent=2))
         return
@@ -518,7 +501,7 @@ def graph_stats(
         typer.echo(f"  {v:>8}  {k}")
 
 
-@app.command("graph-load")
+@command("graph-load")
 def graph_load(
     out: Path = typer.Argument(..., help="A `kgopt extract --out` directory (nodes.csv and triples.jsonl are read)."),
     into: str = typer.Option(..., "--into", help="falkordb://HOST:PORT/GRAPH, or bolt://HOST:7687 / neo4j://HOST:7687 (a password in it is visible to other users in ps: prefer --password-file)."),
@@ -536,7 +519,7 @@ def graph_load(
     """
     _setup_logging(False)
     from kgopt.graph.export import read_graph
-    from kgopt.graph.load import cli_password, load_graph
+    from kgopt.graph.databases import cli_password, load_graph
     from kgopt.redaction import scrub
 
     password = None
@@ -548,7 +531,7 @@ def graph_load(
     typer.echo(f"loaded {sent['nodes']} nodes and {sent['edges']} edges from {out}")
 
 
-@app.command("graph-view")
+@command("graph-view", also=(OSError,))
 def graph_view(
     out: Path = typer.Argument(..., help="A `kgopt extract --out` directory (it holds graph.html)."),
     serve: bool = typer.Option(False, "--serve", help="Serve graph.html (nothing else of the folder) on 127.0.0.1 instead of opening the file."),
@@ -557,17 +540,14 @@ def graph_view(
     """Look at a built graph: open graph.html in a browser, or serve it on 127.0.0.1 (Ctrl-C stops)."""
     from kgopt.graph.view import serve_view, view_path
 
-    try:
-        path = view_path(out)
-        if not serve:
-            import webbrowser
+    path = view_path(out)
+    if not serve:
+        import webbrowser
 
-            opened = webbrowser.open(path.resolve().as_uri())
-            typer.echo(f"{'opened' if opened else 'open this file in a browser:'} {path.resolve()}")
-            return
-        server = serve_view(out, port)
-    except (KgoptError, OSError) as exc:
-        _fail(exc)
+        opened = webbrowser.open(path.resolve().as_uri())
+        typer.echo(f"{'opened' if opened else 'open this file in a browser:'} {path.resolve()}")
+        return
+    server = serve_view(out, port)
     typer.echo(f"serving http://127.0.0.1:{server.server_port}/graph.html (Ctrl-C stops)")
     sys.stdout.flush()
     try:
@@ -578,7 +558,7 @@ def graph_view(
         server.server_close()
 
 
-@app.command()
+@command()
 def tasks() -> None:
     """List the tasks, their datasets and schema split sizes."""
     from kgopt.core.tasks import TASKS

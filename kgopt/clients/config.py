@@ -2,11 +2,11 @@
 
 Environment: ``KGOPT_API_BASE``, ``KGOPT_MODEL``, ``KGOPT_API_KEY`` (default ``EMPTY``),
 ``KGOPT_TIMEOUT``, ``KGOPT_MAX_RETRIES``, ``KGOPT_JSON_DIALECT`` (how the server takes a
-JSON schema; the default ``auto`` finds out by itself, so it is rarely needed: ``openai`` =
-``response_format: json_schema``, as vLLM does; ``llama-cpp`` = llama-cpp-python's
-``json_object`` + ``schema``). ``kgopt.toml`` (current directory, or
-``KGOPT_CONFIG``) may hold the same under ``[endpoint]``: ``api_base``, ``model``,
-``api_key``, ``timeout``, ``max_retries``, ``json_dialect``. A kgopt.toml that is read is
+JSON schema; the default ``auto`` finds out by itself, so it is rarely needed; else a name
+registered in ``kgopt.clients.dialects``: ``openai`` = ``response_format: json_schema``, as
+vLLM does; ``llama-cpp`` = llama-cpp-python's ``json_object`` + ``schema``). ``kgopt.toml``
+(current directory, or ``KGOPT_CONFIG``) may hold the same under ``[endpoint]``:
+``api_base``, ``model``, ``api_key``, ``timeout``, ``max_retries``, ``json_dialect``. A kgopt.toml that is read is
 reported at INFO with its path and the (redacted) ``api_base`` it sets: a file left in the
 working directory must not silently send requests, and ``KGOPT_API_KEY``, elsewhere.
 ``api_key_env`` (CLI ``--api-key-env NAME``) reads the key from another environment variable,
@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from loguru import logger
 
+from kgopt.clients.dialects import dialect_names
 from kgopt.errors import ConfigError
 from kgopt.redaction import MASK, redact_url
 
@@ -115,8 +116,9 @@ def resolve_endpoint(
         api_key=str(pick(api_key, "KGOPT_API_KEY", "api_key", "EMPTY")),
         json_dialect=str(pick(None, "KGOPT_JSON_DIALECT", "json_dialect", "auto")),
     )
-    if cfg.json_dialect not in ("auto", "openai", "llama-cpp"):
-        raise ConfigError(f"json_dialect must be 'auto', 'openai' or 'llama-cpp', got {cfg.json_dialect!r}")
+    dialects = ("auto", *dialect_names())
+    if cfg.json_dialect not in dialects:
+        raise ConfigError(f"json_dialect must be one of {', '.join(dialects)}, got {cfg.json_dialect!r}")
     try:
         cfg = replace(
             cfg,

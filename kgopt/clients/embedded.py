@@ -81,7 +81,7 @@ class EmbeddedServer:
         except ImportError:
             raise EndpointError(
                 "no endpoint configured and llama-cpp-python[server] is not installed: "
-                "pip install -e '.[local]' (see README), or set KGOPT_API_BASE and KGOPT_MODEL"
+                "pip install -e '.[local]' (README.md#set-up-two-commands), or set KGOPT_API_BASE and KGOPT_MODEL"
             ) from None
         cmd = [
             sys.executable, "-m", "llama_cpp.server",

@@ -36,7 +36,7 @@ from loguru import logger
 from openai.types.chat import ChatCompletion
 
 from kgopt.clients.config import EndpointConfig
-from kgopt.core.answer_schema import JSON_DIALECTS, response_format, schema_of
+from kgopt.clients.dialects import dialect_names, get_dialect, rejected_request, schema_of
 from kgopt.errors import BudgetExceeded, EndpointError
 from kgopt.redaction import redact_identity, redact_url
 
@@ -188,31 +188,13 @@ class BadResponse(EndpointError):
 CALL_ERRORS = (openai.APIError, EndpointError)
 
 
-# Words of a server's reply that rejects the request itself rather than failing to serve it.
-# llama-cpp-python answers an unknown response_format with HTTP 500 and a validation error.
-_INVALID_REQUEST_WORDS = ("validation error", "validationerror", "invalid request", "invalid_request", "unprocessable", "response_format", "json_schema")
-
-
-def _error_text(exc: Exception) -> str:
-    return f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
-
-
-def _rejected_request(exc: Exception) -> bool:
-    """The server refused this request as invalid: asking again cannot help."""
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code in (408, 409, 429):
-        return False
-    if exc.status_code < 500:
-        return True
-    return any(w in _error_text(exc) for w in _INVALID_REQUEST_WORDS)
-
-
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, BadResponse):
         return True
     if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
         return True
     if isinstance(exc, openai.APIStatusError):
-        return not _rejected_request(exc) and (exc.status_code >= 500 or exc.status_code in (408, 409, 429))
+        return not rejected_request(exc) and (exc.status_code >= 500 or exc.status_code in (408, 409, 429))
     return False
 
 
@@ -225,8 +207,10 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
-# What "auto" learned per api_base, shared by every client of this process.
-_learned_dialects: dict[str, str] = {}
+# What "auto" learned per api_base, shared by every client of this process: the dialects tried,
+# in order; the last is in use. One lock, as concurrent requests are refused at once.
+_learned_dialects: dict[str, list[str]] = {}
+_learning = threading.Lock()
 
 
 class EndpointLM(dspy.BaseLM):
@@ -257,11 +241,11 @@ class EndpointLM(dspy.BaseLM):
         self.backoff = backoff
         self.response_cache = cache
         self.usage = Usage()
-        # How this endpoint takes a JSON schema for constrained decoding (core.answer_schema):
-        # callers always send OpenAI's form; "auto" finds the server's dialect on the first
-        # rejected schema request and remembers it for the endpoint.
-        if json_dialect not in ("auto", *JSON_DIALECTS):
-            raise ValueError(f"json_dialect must be 'auto' or one of {JSON_DIALECTS}, got {json_dialect!r}")
+        # How this endpoint takes a JSON schema for constrained decoding (clients.dialects):
+        # callers send OpenAI's form; "auto" tries the registered dialects in order, moving on
+        # when a schema request is refused as a dialect question, and remembers the endpoint's.
+        if json_dialect not in ("auto", *dialect_names()):
+            raise ValueError(f"json_dialect must be 'auto' or one of {', '.join(dialect_names())}, got {json_dialect!r}")
         self.json_dialect = json_dialect
         # A hard cap on requests sent (retries included; cache hits are free). None: no cap.
         self._budget = CallBudget(max_calls)
@@ -317,37 +301,48 @@ class EndpointLM(dspy.BaseLM):
 
     @property
     def dialect(self) -> str:
-        """The JSON dialect used now: the configured one, or what "auto" learned (else OpenAI's)."""
+        """The JSON dialect used now: the configured one, or what "auto" learned (else the first registered)."""
         if self.json_dialect != "auto":
             return self.json_dialect
-        return _learned_dialects.get(self.api_base, "openai")
+        tried = _learned_dialects.get(self.api_base)
+        return tried[-1] if tried else dialect_names()[0]
 
-    def _on_the_wire(self, req: dict[str, Any]) -> dict[str, Any]:
-        schema = schema_of(req.get("response_format"))
-        if schema is None or self.dialect == "openai":
-            return req
-        return {**req, "response_format": response_format(schema, self.dialect)}
+    def _on_the_wire(self, req: dict[str, Any], dialect: str) -> dict[str, Any]:
+        fmt = req.get("response_format")
+        schema, d = schema_of(fmt), get_dialect(dialect)
+        if schema is None or d.schema_of(fmt) is not None:
+            return req  # no schema, or in this dialect's form already: sent as the caller wrote it
+        return {**req, "response_format": d.response_format(schema)}
 
-    def _learn_dialect(self, req: dict[str, Any], exc: Exception) -> bool:
-        """After a rejected schema request in "auto" mode, switch to the other dialect once."""
-        if self.json_dialect != "auto" or self.api_base in _learned_dialects or schema_of(req.get("response_format")) is None:
+    def _learn_dialect(self, req: dict[str, Any], sent: str, exc: Exception) -> bool:
+        """After a schema request sent in dialect ``sent`` is refused in "auto" mode: True to send it
+        again, in the next registered dialect not yet tried for this endpoint (each once)."""
+        if self.json_dialect != "auto" or schema_of(req.get("response_format")) is None:
             return False
-        if not _rejected_request(exc) or not any(w in _error_text(exc) for w in ("response_format", "json_schema", "json_object", "schema")):
+        if not any(get_dialect(n).refuses(exc) for n in dialect_names() if n != sent):
             return False  # refused for another reason (e.g. a prompt too long): not a dialect question
-        _learned_dialects[self.api_base] = "llama-cpp"
-        logger.info("{} rejected response_format json_schema ({}); using llama.cpp's json_object + schema", self.api_base, exc.status_code)
+        with _learning:
+            tried = _learned_dialects.setdefault(self.api_base, [dialect_names()[0]])
+            if tried[-1] != sent:
+                return True  # another request moved this endpoint on meanwhile: send this one in its dialect
+            untried = [n for n in dialect_names() if n not in tried]
+            if not untried:
+                return False  # every dialect was refused: this refusal stands
+            tried.append(untried[0])
+        logger.info("{} refused a JSON schema in the {} dialect (HTTP {}); trying {}", self.api_base, sent, getattr(exc, "status_code", "?"), untried[0])
         return True
 
     def _send(self, req: dict[str, Any]) -> ChatCompletion:
         attempt = 0
         while True:
             self._take_call()
+            dialect = self.dialect
             try:
                 try:
                     # post() rather than chat.completions.create(): the request is plain JSON already,
                     # and create()'s parameter transform costs ~3 ms of CPU per call, which caps
                     # throughput at high concurrency (measured in scripts/bench_extract.py).
-                    resp = self._client.post("/chat/completions", body=self._on_the_wire(req), cast_to=ChatCompletion)
+                    resp = self._client.post("/chat/completions", body=self._on_the_wire(req, dialect), cast_to=ChatCompletion)
                 except ValueError as exc:  # the body was not JSON
                     raise BadResponse(f"{self.api_base}: response body is not JSON ({exc})") from None
                 if not getattr(resp, "choices", None):
@@ -360,7 +355,7 @@ class EndpointLM(dspy.BaseLM):
                 )
                 return resp
             except Exception as exc:
-                if self._learn_dialect(req, exc):
+                if self._learn_dialect(req, dialect, exc):
                     continue
                 if not _retryable(exc) or attempt >= self.max_retries:
                     self.usage.add(failures=1)

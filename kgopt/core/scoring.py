@@ -16,7 +16,7 @@ Semantics reproduced from the official evaluator (default, ``mode="official"``):
 - micro totals; P and R are percentages rounded to 2 decimals and F1 is computed from the
   rounded P and R (and rounded too).
 
-Two upstream defects are fixed here (documented in the README): EET crashes in the
+Two upstream defects are fixed here (docs/scoring.md#deviations-from-upstream): EET crashes in the
 official script, here it is scored on ``(trigger, type)`` pairs; KG never matches upstream
 (its extractor is not implemented), here it is scored on ``(head, relation, tail)``.
 Upstream also crashes when an EE event's ``arguments`` is not an object; here that event

@@ -12,6 +12,10 @@ shape's class, not in branches elsewhere:
 - ``normalise_top``: near-misses of the top-level shape accepted in lenient mode;
 - ``mentions``: a call's labels -> graph mentions (typed triples and bare entities, with
   their spans in the document), for the shapes that can build a graph from raw text;
+- the encoding, the inverse of ``parse``: ``schema_items`` (what one instruction's "schema"
+  field lists), ``item_label`` (the name an item answers under), ``gold_answer`` (a gold record
+  -> the answer OneKE was trained to give for a chunk, for demonstrations) and ``gold_tuples``
+  (gold unified labels -> the tuples the scorer compares, IEPile's ``eval_func``);
 - ``record``: the gold label items of the unified record format the shape's labels are in
   (``RecordItems``: their spans, schema labels and JSON schema, for augmentation's samples).
 
@@ -23,7 +27,9 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterator
 
-from kgopt.core.tasks import NAN
+from kgopt.core.schema import Record, Schema
+
+NAN = "NAN"  # OneKE's "no value" for an argument
 
 
 # --- values in model answers ---------------------------------------------------------------
@@ -263,10 +269,54 @@ def _event_mentions(labels: list[dict[str, Any]], span: Span) -> dict[str, list[
 # --- the shapes ------------------------------------------------------------------------------
 
 
+# --- encoding helpers: the schema and gold records in OneKE's answer format ------------------
+
+
+def _uniq(seq):
+    seen, out = set(), []
+    for x in seq:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def _args_dict(roles: list[str], arguments: list[dict[str, Any]]) -> dict[str, Any]:
+    values: dict[str, list[str]] = {r: [] for r in roles}
+    for arg in arguments:
+        values.setdefault(arg["role"], []).append(arg["argument"])
+    return {r: (NAN if not v else v[0] if len(v) == 1 else v) for r, v in values.items()}
+
+
+def _by_label(chunk: list[Any], labels: list[dict[str, Any]], key: str, value: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """``{label: [value(item) for each gold item labelled so]}`` for every label of the chunk."""
+    out: dict[str, Any] = {label: [] for label in chunk}
+    for item in labels:
+        if item.get(key) in out:
+            out[item[key]].append(value(item))
+    return out
+
+
+def _gold_triples(labels):
+    return [(it.get("head", ""), it.get("relation", ""), it.get("tail", "")) for it in labels]
+
+
 class AnswerShape:
     name: str
     record: RecordItems  # the gold label items its labels are
     builds_graph = True  # its labels make graph mentions from raw text
+
+    def schema_items(self, schema: Schema, record: Record | None) -> list[Any]:
+        return list(schema.types)
+
+    def item_label(self, item: Any) -> str:
+        return item
+
+    def gold_answer(self, record: Record, chunk: list[Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def gold_tuples(self, labels: list[dict[str, Any]]) -> list[tuple]:
+        raise NotImplementedError
 
     def normalise_top(self, obj: Any) -> Any:
         """Lenient mode: a list holding one object is that object."""
@@ -294,6 +344,12 @@ class Entities(AnswerShape):
     name, item_key, type_key = "entities", "entity", "entity_type"
     record = EntityItems()
 
+    def gold_answer(self, record, chunk):
+        return _by_label(chunk, record.labels, "entity_type", lambda ent: ent["entity"])
+
+    def gold_tuples(self, labels):
+        return [(it["entity"], it["entity_type"]) for it in labels]
+
     def parse(self, obj, chunk, col):
         for label, s in keyed_strings(obj, set(chunk), col, "label"):
             col.labels.append(self.label(s, label))
@@ -318,6 +374,12 @@ class Triggers(Entities):
     name, item_key, type_key = "triggers", "event_trigger", "event_type"
     record = EventItems()
 
+    def gold_answer(self, record, chunk):
+        return _by_label(chunk, record.labels, "event_type", lambda ev: ev["event_trigger"])
+
+    def gold_tuples(self, labels):
+        return [(it["event_trigger"], it["event_type"]) for it in labels]
+
     def label(self, span, label):
         return {**super().label(span, label), "arguments": []}
 
@@ -338,6 +400,15 @@ class Triples(AnswerShape):
 
     name = "triples"
     record = RelationItems()
+
+    def schema_items(self, schema, record):
+        return list(schema.roles)
+
+    def gold_answer(self, record, chunk):
+        return _by_label(chunk, record.labels, "relation", lambda rel: {"subject": rel["head"], "object": rel["tail"]})
+
+    def gold_tuples(self, labels):
+        return _gold_triples(labels)
 
     def relations(self, chunk: list[Any]) -> set[str]:
         return set(chunk)
@@ -391,6 +462,17 @@ class TypedTriples(Triples):
     name = "typed_triples"
     record = TypedRelationItems()
 
+    def schema_items(self, schema, record):
+        topic = schema.types[0] if schema.types else ""
+        return [{"topic": topic, "relations": list(schema.roles)}]
+
+    def item_label(self, item):
+        return item["topic"]
+
+    def gold_answer(self, record, chunk):
+        typed = lambda t: {"head": t["head"], "head_type": t.get("head_type", ""), "tail": t["tail"], "tail_type": t.get("tail_type", "")}  # noqa: E731
+        return _by_label([r for it in chunk for r in it["relations"]], record.labels, "relation", typed)
+
     def relations(self, chunk):
         return {r for it in chunk for r in it["relations"]}
 
@@ -424,6 +506,27 @@ class Events(AnswerShape):
 
     name = "events"
     record = EventItems()
+
+    def schema_items(self, schema, record):
+        return [{"event_type": t, "trigger": True, "arguments": list(schema.type_roles.get(t, ()))} for t in schema.types]
+
+    def item_label(self, item):
+        return item["event_type"]
+
+    def gold_answer(self, record, chunk):
+        roles = {it["event_type"]: it["arguments"] for it in chunk}
+        out: dict[str, Any] = {t: [] for t in roles}
+        for ev in record.labels:
+            t = ev.get("event_type")
+            if t in out:
+                out[t].append(self.gold_event(ev, roles[t]))
+        return out
+
+    def gold_event(self, ev: dict[str, Any], roles: list[str]) -> Any:
+        return {"trigger": ev["event_trigger"], "arguments": _args_dict(roles, ev.get("arguments", []))}
+
+    def gold_tuples(self, labels):
+        return [(it["event_type"], it["event_trigger"], tuple((a["argument"], a["role"]) for a in it["arguments"])) for it in labels]
 
     def parse(self, obj, chunk, col):
         roles = {it["event_type"]: set(it["arguments"]) for it in chunk}
@@ -475,6 +578,21 @@ class Arguments(Events):
     name = "arguments"
     builds_graph = False  # EEA needs the triggers given: not for raw text
 
+    def schema_items(self, schema, record):
+        # EEA is given the triggers: only the record's own event types, as IEPile builds it.
+        if record is None:
+            raise ValueError("EEA needs the record's gold events (their triggers are part of the schema)")
+        triggers: dict[str, list[str]] = {}
+        for ev in record.labels:
+            triggers.setdefault(ev.get("event_type", ""), []).append(ev.get("event_trigger", ""))
+        return [{"event_type": t, "trigger": _uniq(trs), "arguments": list(schema.type_roles.get(t, ()))} for t, trs in triggers.items()]
+
+    def gold_event(self, ev, roles):
+        return _args_dict(roles, ev.get("arguments", []))
+
+    def gold_tuples(self, labels):
+        return [(it["event_type"], "", tuple((a["argument"], a["role"]) for a in it["arguments"])) for it in labels]
+
     def event(self, etype, v, roles, given, col):
         trig = given[0] if isinstance(given, list) and len(given) == 1 else ""
         return {"event_trigger": trig, "event_type": etype, "arguments": _arguments(v, roles, etype, col)}
@@ -491,6 +609,38 @@ class EntityAttributes(AnswerShape):
 
     name = "entity_attributes"
     record = TypedRelationItems()
+
+    def schema_items(self, schema, record):
+        # OneKE: the InstructIE topic is the entity type, its relations the attributes.
+        topic = schema.types[0] if schema.types else ""
+        return [{"entity_type": topic, "attributes": list(schema.roles)}]
+
+    def item_label(self, item):
+        return item["entity_type"]
+
+    def gold_answer(self, record, chunk):
+        """OneKE's KG answer, as IEPile's ``KGConverter`` writes it: entity type -> head -> attribute
+        -> tail (a string, or a list when several), heads and tails in order of first position."""
+        text = record.text
+        by_head: dict[str, dict[str, list[str]]] = {}
+        for t in record.labels:
+            by_head.setdefault(t["head"], {}).setdefault(t["relation"], []).append(t["tail"])
+        heads = sorted(by_head.items(), key=lambda kv: text.find(kv[0]))
+        out: dict[str, Any] = {}
+        for it in chunk:
+            per_head: dict[str, Any] = {}
+            for head, rels in heads:
+                attrs: dict[str, Any] = {}
+                for attr in it["attributes"]:
+                    if attr in rels:
+                        tails = [t for _, t in sorted(((text.find(t), t) for t in rels[attr]), key=lambda x: x[0])]
+                        attrs[attr] = tails[0] if len(tails) == 1 else tails
+                per_head[head] = attrs
+            out[it["entity_type"]] = per_head
+        return out
+
+    def gold_tuples(self, labels):
+        return _gold_triples(labels)
 
     def parse(self, obj, chunk, col):
         attributes = {it["entity_type"]: set(it["attributes"]) for it in chunk}

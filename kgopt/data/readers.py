@@ -22,6 +22,7 @@ from kgopt.core.shapes import RECORD_ITEMS
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
 from kgopt.data.jsonio import iter_json, loads_checked
 from kgopt.errors import DataError
+from kgopt.locations import default_data_dir
 
 # --- single files ---------------------------------------------------------------------------
 
@@ -160,12 +161,6 @@ def read_instructie(path: str | os.PathLike) -> Iterator[Record]:
 
 # --- layouts: a data directory, a task, a language, a split --------------------------------------
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("KGOPT_DATA_DIR")
-    return Path(env) if env else REPO_ROOT / "dataset"
 
 
 def iepile_root(data_dir: str | os.PathLike | None = None) -> Path:

@@ -37,6 +37,7 @@ from kgopt.extract.results import FAILED, ResultLog
 from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
 from kgopt.graph.export import write_exports
 from kgopt.graph.view import VIEW, write_view
+from kgopt.locations import baseline_program, find_program
 
 DEFAULT_WINDOW_CHARS = 500  # fits OneKE-sized prompts (IEPile inputs are sentences to short paragraphs)
 UNPARSABLE = "unparsable"
@@ -87,20 +88,12 @@ def _program_id(path: Path) -> str:
     return f"{path.name}@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
 
 
-def _baseline_path(task: str, lang: str) -> Path:
-    from kgopt.data.readers import REPO_ROOT
-
-    return REPO_ROOT / "programs" / f"{task}_{lang}.json"
-
-
 def _default_program(task: str, lang: str) -> Path:
     """``compiled/<TASK>_<lang>.json`` if there is one, else the zero-shot baseline in ``programs/``."""
-    from kgopt.api import find_program
-
     try:
         return find_program(task, lang)
     except KgoptError:
-        path = _baseline_path(task, lang)
+        path = baseline_program(task, lang)
         if not path.is_file():
             raise ConfigError(f"no compiled or baseline program for {task}/{lang} ({path})") from None
         return path
@@ -286,7 +279,7 @@ class ExtractOptions:
     skip_bad: bool = False
     data_dir: str | os.PathLike | None = None
     progress: bool = True
-    graph_db: str | None = None  # also load the graph into FalkorDB or Neo4j (kgopt.graph.load)
+    graph_db: str | None = None  # also load the graph into FalkorDB or Neo4j (kgopt.graph.databases)
     graph_db_user: str | None = None
     graph_db_password: str | None = field(default=None, repr=False)  # never in a log line
 
@@ -296,38 +289,13 @@ class ExtractOptions:
             raise ConfigError("workers must be >= 1")
 
 
-def extract(
-    input_path: str | os.PathLike,
-    lang: str,
-    out_dir: str | os.PathLike,
-    tasks: list[str] = ("KG",),
-    programs: list[str | os.PathLike] = (),
-    schemas: dict[str, str | os.PathLike] | None = None,
-    connection=None,  # a Connection, a function returning one, or None: the configured endpoint
-    workers: int = 4,
-    max_failures: int | None = None,
-    window_chars: int = DEFAULT_WINDOW_CHARS,
-    skip_bad: bool = False,
-    data_dir=None,
-    progress: bool = True,
-    neo4j: dict[str, Any] | None = None,
-    graph_db: str | None = None,
-    graph_db_user: str | None = None,
-    chunk_chars: int | None = None,
-) -> ExtractReport:
+def extract(input_path: str | os.PathLike, lang: str, out_dir: str | os.PathLike, connection=None, **options: Any) -> ExtractReport:
     """Build (or resume) a graph from ``input_path`` into ``out_dir``; see the module doc.
 
-    ``graph_db``: also load the graph into FalkorDB or Neo4j (a URI, see ``kgopt.graph.load``).
-    ``chunk_chars`` and ``neo4j`` (``{"uri", "user"?, "password"?}``) are the older names of
-    ``window_chars`` and ``graph_db``.
+    ``connection``: a Connection, a function returning one, or None (the configured endpoint).
+    ``options``: the other fields of ``ExtractOptions``, by name (an unknown name is a TypeError).
     """
-    neo4j = neo4j or {}
-    options = ExtractOptions(
-        input_path, lang, out_dir, list(tasks), list(programs), dict(schemas or {}), workers, max_failures,
-        chunk_chars or window_chars, skip_bad, data_dir, progress, graph_db or neo4j.get("uri"),
-        graph_db_user or neo4j.get("user"), neo4j.get("password"),
-    )  # fmt: skip
-    return run_extract(options, connection)
+    return run_extract(ExtractOptions(input_path=input_path, lang=lang, out_dir=out_dir, **options), connection)
 
 
 def run_extract(options: ExtractOptions, connection=None) -> ExtractReport:
@@ -365,7 +333,7 @@ def _write_outputs(options: ExtractOptions, graph, texts: dict[str, str], report
     report.exports = {k: str(v) for k, v in write_exports(graph, options.out_dir).items()}
     report.exports[VIEW] = str(write_view(graph, options.out_dir / VIEW, texts))
     if options.graph_db:
-        from kgopt.graph.load import load_graph
+        from kgopt.graph.databases import load_graph
 
         load_graph(graph, options.graph_db, user=options.graph_db_user, password=options.graph_db_password)
 

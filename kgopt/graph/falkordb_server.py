@@ -5,7 +5,7 @@ temporary folder, nothing saved to disk. Used by the tests and ``scripts/bench_k
 anyone who wants to look at a graph in a real OpenCypher engine without installing one::
 
     with FalkorDBServer() as db:
-        kgopt.graph.load.load_graph(graph, db.uri("mygraph"))
+        kgopt.graph.databases.load_graph(graph, db.uri("mygraph"))
 
 Stopping it (leaving the ``with``, or ``stop()``) ends the process; none is left behind.
 ``FalkorDBServer(password=...)`` makes it require that password (redis ``requirepass``, given

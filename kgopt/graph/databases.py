@@ -1,4 +1,7 @@
-"""Load a merged graph into a graph database: FalkorDB or Neo4j, with the same Cypher.
+"""Graph databases: load a merged graph into FalkorDB or Neo4j, with the same Cypher.
+
+To add a database, write a ``Target`` subclass with ``from_uri`` and register it for its URI
+schemes with ``@register_database("scheme", ...)``; ``connect_target`` finds it by scheme.
 
 The model is the one ``graph.cypher`` writes: ``(:Entity {id, name, type, aliases, mentions,
 docs})`` nodes and one relationship per (head, relation, tail), typed by the relation, with
@@ -52,7 +55,6 @@ BATCH = 1000
 DEFAULT_GRAPH = "kgopt"
 DEFAULT_TIMEOUT = 30.0  # seconds; a load is many short statements, each well under this
 TIMEOUT_ENV = "KGOPT_GRAPH_DB_TIMEOUT"
-NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 NODE_STATEMENT = (
     "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) "
@@ -167,6 +169,11 @@ class Target(ABC):
     name: str
     where: str  # the URI, redacted
 
+    @classmethod
+    @abstractmethod
+    def from_uri(cls, uri: str, user: str | None, password: str | None, database: str | None, timeout: float) -> "Target":
+        """Connect to the database ``uri`` names (``password``, when given, wins over the URI's)."""
+
     @abstractmethod
     def ensure_index(self) -> None: ...
 
@@ -174,12 +181,42 @@ class Target(ABC):
     def write(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
         """Run every (statement, rows), as one transaction where the database has them."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most databases have nothing to close
         pass
 
 
+DATABASES: dict[str, type[Target]] = {}  # URI scheme -> its database
+
+
+def register_database(*schemes: str):
+    """Class decorator: the ``Target`` that URIs with these schemes name."""
+
+    def register(cls: type[Target]) -> type[Target]:
+        for scheme in schemes:
+            if scheme in DATABASES:
+                raise ValueError(f"URI scheme {scheme!r} is already {DATABASES[scheme].name}'s")
+            DATABASES[scheme] = cls
+        return cls
+
+    return register
+
+
+def _uri_password(parts) -> str | None:
+    return unquote(parts.password) if parts.password is not None else None
+
+
+@register_database("falkordb")
 class FalkorDBTarget(Target):
     name = "FalkorDB"
+
+    @classmethod
+    def from_uri(cls, uri, user, password, database, timeout):
+        parts = urlsplit(uri)
+        graph = unquote(parts.path.strip("/")) or DEFAULT_GRAPH
+        in_uri = _uri_password(parts)
+        secret = password if password is not None else (in_uri if in_uri else os.environ.get("FALKORDB_PASSWORD"))
+        username = unquote(parts.username) if parts.username else None  # a redis ACL user; --user is Neo4j's
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, graph, secret, username, timeout)
 
     def __init__(self, host: str, port: int, graph: str, password: str | None, username: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT):
@@ -233,8 +270,18 @@ class FalkorDBTarget(Target):
             pass  # already broken (a timeout): nothing to close cleanly
 
 
+@register_database("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 class Neo4jTarget(Target):
     name = "Neo4j"
+
+    @classmethod
+    def from_uri(cls, uri, user, password, database, timeout):
+        parts = urlsplit(uri)
+        in_uri = _uri_password(parts)
+        # The driver refuses user info in a bolt:// URI (and puts the whole URI in its error).
+        secret = password if password is not None else (in_uri if in_uri is not None else os.environ.get("NEO4J_PASSWORD", ""))
+        name = user or (unquote(parts.username) if parts.username else None) or "neo4j"
+        return cls(_netloc_without_userinfo(uri), name, secret, database, timeout)
 
     def __init__(self, uri: str, user: str, password: str, database: str | None, timeout: float = DEFAULT_TIMEOUT):
         try:
@@ -312,21 +359,13 @@ def connect_target(uri: str, user: str | None = None, password: str | None = Non
     seconds = load_timeout(timeout)
     try:
         parts = urlsplit(uri)
-        port = parts.port
+        parts.port  # noqa: B018 - reading it checks it (a bad port raises ValueError)
     except ValueError as exc:
         raise ConfigError(f"bad graph database URI {redact_url(uri)}: {scrub(str(exc), uri)}") from None
-    in_uri = unquote(parts.password) if parts.password is not None else None
-    if parts.scheme == "falkordb":
-        graph = unquote(parts.path.strip("/")) or DEFAULT_GRAPH
-        secret = password if password is not None else (in_uri if in_uri else os.environ.get("FALKORDB_PASSWORD"))
-        username = unquote(parts.username) if parts.username else None  # a redis ACL user; --user is Neo4j's
-        return FalkorDBTarget(parts.hostname or "127.0.0.1", port or 6379, graph, secret, username, seconds)
-    if parts.scheme in NEO4J_SCHEMES:
-        # The driver refuses user info in a bolt:// URI (and puts the whole URI in its error).
-        secret = password if password is not None else (in_uri if in_uri is not None else os.environ.get("NEO4J_PASSWORD", ""))
-        name = user or (unquote(parts.username) if parts.username else None) or "neo4j"
-        return Neo4jTarget(_netloc_without_userinfo(uri), name, secret, database, seconds)
-    raise ConfigError(f"unknown graph database URI {parts.scheme}://...: use falkordb://HOST:PORT/GRAPH, bolt://HOST:7687 or neo4j://HOST:7687")
+    if parts.scheme not in DATABASES:
+        known = ", ".join(f"{scheme}://" for scheme in DATABASES)
+        raise ConfigError(f"unknown graph database URI {parts.scheme}://...: use one of {known} (e.g. falkordb://HOST:PORT/GRAPH, bolt://HOST:7687)")
+    return DATABASES[parts.scheme].from_uri(uri, user, password, database, seconds)
 
 
 def load_graph(graph: Graph, uri: str, user: str | None = None, password: str | None = None, database: str | None = None,
