@@ -129,6 +129,7 @@ def evaluate(
     task: str,
     lang: str,
     connection: Connection | None = None,
+    *,  # the rest by name: a reordering can never silently misassign them
     split: str = "test",
     source: str | None = None,
     limit: int | None = None,
@@ -234,6 +235,7 @@ def compare_with_zero_shot(
     lang: str,
     connection: Connection | None,
     program: IEProgram | str | Path,
+    *,
     split: str = "test",
     source: str | None = None,
     limit: int | None = None,

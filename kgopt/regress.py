@@ -54,7 +54,7 @@ def compiled_programs(paths: list[str | os.PathLike] | None = None, compiled_dir
     return found
 
 
-def regress_one(path: Path, connection, tolerance: float = 2.0, data_dir=None, threads: int = 1) -> RegressionResult:
+def regress_one(path: Path, connection, *, tolerance: float = 2.0, data_dir=None, threads: int = 1) -> RegressionResult:
     from kgopt.evaluate import evaluate
     from kgopt.program import load_program
 
@@ -74,11 +74,11 @@ def regress_one(path: Path, connection, tolerance: float = 2.0, data_dir=None, t
     return RegressionResult(path, program.task, program.lang, float(dev["f1"]), ev.report.total.headline_f1(), tolerance, same, ev.to_json())
 
 
-def regress(paths=None, connection=None, tolerance: float = 2.0, data_dir=None, threads: int = 1, compiled_dir="compiled") -> list[RegressionResult]:
+def regress(paths=None, connection=None, *, tolerance: float = 2.0, data_dir=None, threads: int = 1, compiled_dir="compiled") -> list[RegressionResult]:
     files = compiled_programs(paths, compiled_dir)
     if not files:
         raise ArtifactError(f"no compiled programs found in {compiled_dir}")
     from kgopt.clients.lm import as_connection
 
     connection = as_connection(connection)
-    return [regress_one(p, connection, tolerance, data_dir, threads) for p in files]
+    return [regress_one(p, connection, tolerance=tolerance, data_dir=data_dir, threads=threads) for p in files]

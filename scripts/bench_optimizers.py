@@ -14,10 +14,12 @@ Methods:
 - zero_shot:     the task's OneKE instruction, no demonstrations (no calls before the test).
 - few_shot:      LabeledFewShot, 3 demonstrations similar to each input, default split.
 - mipro:         DSPy MIPROv2 (instruction proposals x bootstrapped demo sets, its own TPE
-                 search), settings scaled to B, selecting on the dev records.
+                 search), set up as kgopt's mipro trials are, trials scaled to B, selecting on
+                 the dev records.
 - bootstrap_rs:  DSPy BootstrapFewShotWithRandomSearch, candidates scaled to B, selecting on dev.
-- gepa:          DSPy GEPA (reflective instruction evolution; the same model reflects),
-                 max_metric_calls scaled to B, from 3 gold demonstrations, selecting on dev.
+- gepa:          DSPy GEPA (reflective instruction evolution; the same model reflects), set
+                 up as kgopt's gepa trials are, max_metric_calls scaled to B, from 3 gold
+                 demonstrations, selecting on dev.
 - kgopt:         `kgopt compile --max-calls B` (the study stops when B is spent).
 - kgopt_augmented: `kgopt augment --train-limit` on the same train records as the rest (a quarter of B at most), then
                  `kgopt compile` on train + accepted samples with what is left of B.
@@ -54,8 +56,8 @@ from kgopt.augment import augment
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import Connection, connect
 from kgopt.compiler import compile_program
-from kgopt.compiler.optimizers import run_optimizer
-from kgopt.compiler.trainset import chunk_examples, make_feedback_metric, make_metric
+from kgopt.compiler.optimizers import get_optimizer, run_optimizer
+from kgopt.compiler.trainset import chunk_examples, make_metric
 from kgopt.core.stats import RecordCount, paired_bootstrap
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import default_data_dir, load_examples
@@ -141,21 +143,15 @@ def few_shot(run: Run) -> IEProgram:
 
 def mipro(run: Run) -> IEProgram:
     trainset, valset = run.chunks(run.train)[:BOOTSTRAP_FROM], run.valset()
-    candidates = 3
+    optimizer = get_optimizer("mipro")  # as a kgopt trial runs it, with its trials scaled to B
+    options = optimizer.defaults(DEMOS)
     # Calls: its bootstrapped demo sets (all but the zero-shot and labeled-only ones), about one
     # proposal per candidate, then the default program and each trial over dev.
-    setup = (candidates - 2) * len(trainset) + candidates
-    trials = max(1, (run.budget - setup) // max(1, len(valset)) - 1)
-    run.notes.update(candidates=candidates, trials=trials)
-    tele = dspy.MIPROv2(
-        metric=make_metric(run.spec), prompt_model=run.conn.lm, task_model=run.conn.lm, auto=None, num_candidates=candidates,
-        max_bootstrapped_demos=DEMOS, max_labeled_demos=DEMOS, num_threads=1, seed=run.seed, verbose=False, track_stats=False,
-    )  # fmt: skip
+    setup = (options["candidates"] - 2) * len(trainset) + options["candidates"]
+    options["trials"] = max(1, (run.budget - setup) // max(1, len(valset)) - 1)
+    run.notes.update(options)
     with dspy.context(lm=run.conn.lm):
-        return tele.compile(
-            run.student(), trainset=trainset, valset=valset, num_trials=trials, minibatch=False,
-            program_aware_proposer=False, data_aware_proposer=False, requires_permission_to_run=False,
-        )  # fmt: skip
+        return optimizer.compile(run.student(), trainset, valset, run.conn.lm, DEMOS, "random", run.seed, options)
 
 
 def bootstrap_rs(run: Run) -> IEProgram:
@@ -175,15 +171,12 @@ def bootstrap_rs(run: Run) -> IEProgram:
 
 def gepa(run: Run) -> IEProgram:
     trainset, valset = run.chunks(run.train), run.valset()
-    metric_calls = max(len(valset) + 2, (3 * run.budget) // 4)  # the rest is for reflection calls
-    run.notes.update(max_metric_calls=metric_calls)
-    tele = dspy.GEPA(
-        metric=make_feedback_metric(run.spec), max_metric_calls=metric_calls, reflection_lm=run.conn.lm, reflection_minibatch_size=2,
-        use_merge=False, track_stats=False, seed=run.seed,
-    )  # fmt: skip
-    seeded = dspy.LabeledFewShot(k=DEMOS).compile(run.student(), trainset=trainset, sample=False)
+    optimizer = get_optimizer("gepa")  # as a kgopt trial runs it, from DEMOS gold demonstrations
+    options = optimizer.defaults(DEMOS)
+    options["metric_calls"] = max(len(valset) + 2, (3 * run.budget) // 4)  # the rest is for reflection calls
+    run.notes.update(max_metric_calls=options["metric_calls"])
     with dspy.context(lm=run.conn.lm):
-        return tele.compile(seeded, trainset=trainset, valset=valset)
+        return optimizer.compile(run.student(), trainset, valset, run.conn.lm, DEMOS, "random", run.seed, options)
 
 
 def _compile(run: Run, budget: int, augmented_dir: Path | None) -> IEProgram:

@@ -33,7 +33,7 @@ def main() -> None:
     for path in compiled_programs(args.programs or None):
         started = time.monotonic()
         with conn.lm.usage.track() as spent:
-            r = regress_one(path, conn, args.tolerance)
+            r = regress_one(path, conn, tolerance=args.tolerance)
         used = spent.counts()
         failed += not r.passed
         print(

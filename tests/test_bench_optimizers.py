@@ -173,6 +173,37 @@ def test_dspy_optimisers_programs_show_the_demonstrations_they_attach(bench, met
     assert program.select_demos(example.text, example.chunk) == list(program.extract.demos)[: bench.DEMOS]
 
 
+@pytest.mark.parametrize("method", ["mipro", "gepa"])
+def test_mipro_and_gepa_run_as_kgopts_trials_run_them(bench, method, tmp_path, monkeypatch):
+    """Their DSPy settings are the registry's (kgopt.compiler.optimizers), only the budget-bound
+    one scaled to B: the benchmark keeps no copy of them that could drift."""
+    from kgopt.clients.config import EndpointConfig
+    from kgopt.clients.lm import connect
+    from kgopt.compiler.optimizers import get_optimizer
+    from kgopt.data.readers import default_data_dir
+
+    optimizer, seen = get_optimizer(method), {}
+
+    def spy(self, program, trainset, valset, lm, num_demos, demo_choice, seed, options):
+        seen.update(trainset=trainset, valset=valset, lm=lm, num_demos=num_demos, seed=seed, options=options)
+        return program
+
+    monkeypatch.setattr(type(optimizer), "compile", spy)
+    case = bench.Case("NER", "en", "CrossNER_AI", default_data_dir(), 6, 2, 3, BUDGET)
+    conn = connect(EndpointConfig(api_base=os.environ["KGOPT_API_BASE"], model="fake"), cache=False, max_calls=BUDGET)
+    run = bench.Run(case, conn, 4, tmp_path, case.load("train", 6), case.load("dev", 2), {})
+    bench.METHOD_FUNCTIONS[method](run)
+    defaults = optimizer.defaults(bench.DEMOS)
+    assert set(seen["options"]) == set(defaults) and (seen["num_demos"], seen["seed"], seen["lm"]) == (bench.DEMOS, 4, conn.lm)
+    assert seen["valset"] == run.valset()  # selecting on dev
+    scaled = "trials" if method == "mipro" else "metric_calls"
+    assert {k: v for k, v in seen["options"].items() if k != scaled} == {k: v for k, v in defaults.items() if k != scaled}
+    if method == "mipro":
+        assert run.notes == seen["options"] and seen["trainset"] == run.chunks(run.train)[: bench.BOOTSTRAP_FROM]
+    else:
+        assert run.notes == {"max_metric_calls": seen["options"]["metric_calls"]} and seen["trainset"] == run.chunks(run.train)
+
+
 def test_score_warm_starts_scores_a_studys_trial_0(bench, capsys):
     """scripts/score_warm_starts.py on a study the benchmark just ran; a missing study is a clear error."""
     _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "w")

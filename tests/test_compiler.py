@@ -10,6 +10,7 @@ import kgopt
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
+from kgopt.compiler.optimizers import get_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points
 from kgopt.core.tasks import get_task
 from kgopt.program import load_program
@@ -124,6 +125,10 @@ def test_warm_starts_are_similar_demos_at_the_default_split_plain_then_uncapped_
         assert [c.answer_format for c in others] == (["typed_triples"] if task == "KG" else [])  # KG tries both formats
     assert [c.num_demos for c in starting_points(get_task("NER"), opts, max_demos=1)] == [1, 1]
     assert starting_points(get_task("NER"), ("mipro",), max_demos=2)[0].optimizer == "mipro"
+    # Another optimiser's warm start carries its default settings: one configuration, not a sample.
+    for name in ("bootstrap", "mipro", "gepa"):
+        (first, *_) = starting_points(get_task("NER"), (name,), max_demos=4)
+        assert first.options == get_optimizer(name).defaults(3) and TrialConfig.from_params(first.params()) == first
 
 
 def test_load_errors_are_clear(tmp_path):
@@ -196,6 +201,8 @@ def test_mipro_and_gepa_compile(name, oracle, shared_data, tmp_path, monkeypatch
     res = _compile(oracle, shared_data, tmp_path, trials=1, optimizer=name)
     trials = [t for t in _study(tmp_path).trials if t.state.name != "WAITING"]  # the 2nd warm start waits
     assert [t.state.name for t in trials] == ["COMPLETE"] and trials[0].params["optimizer"] == name
+    searched = {"mipro": {"mipro_candidates", "mipro_trials"}, "gepa": {"gepa_metric_calls"}}[name]
+    assert {p for p in trials[0].params if p.startswith(name + "_")} == searched
     assert res.manifest["chosen"] == "trial" and res.manifest["dev"]["f1"] == 100.0
     program, _ = load_program(res.path)
     assert program.extract.demos

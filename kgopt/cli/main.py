@@ -255,13 +255,6 @@ def _print_comparison(cmp, what: str, name: str) -> None:
     typer.echo(f"scores: {cmp.out_dir / 'scores.json'}")
 
 
-class Optimizer(str, Enum):
-    labeled = "labeled"
-    bootstrap = "bootstrap"
-    mipro = "mipro"
-    gepa = "gepa"
-
-
 DataDirOpt = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR).")
 
 
@@ -321,7 +314,9 @@ def compile_cmd(
     task: Task = typer.Option(..., "--task", help="IE task to compile a program for."),
     lang: Lang = typer.Option(..., "--lang", help="Language of the data and the instruction."),
     source: Optional[str] = typer.Option(None, "--source", help="Train and select on one IEPile source only; default: all of the task's sources."),
-    optimizer: Optional[Optimizer] = typer.Option(None, "--optimizer", help="Fix the DSPy optimiser; default: the study chooses between labeled and bootstrap."),
+    # A name, not an Enum: the choices are the optimiser registry's, which imports DSPy (seconds);
+    # an unknown name is refused with the list (CompileOptions).
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="Fix the DSPy optimiser (labeled, bootstrap, mipro, gepa, or another registered one); default: the study chooses between labeled and bootstrap."),
     trials: int = typer.Option(8, "--trials", min=1, help="Finished trials the study should have; re-running resumes up to this."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (any SQLAlchemy URL, e.g. postgresql://...). Default: sqlite under compiled/."),
     storage_password_file: Optional[Path] = typer.Option(
@@ -355,11 +350,14 @@ def compile_cmd(
     _start(verbose)
     from kgopt.clients.credentials import cli_storage_url
     from kgopt.compiler import compile_program
+    from kgopt.compiler.optimizers import optimizer_names
 
+    if optimizer is not None and optimizer not in optimizer_names():  # before the model starts
+        raise ConfigError(f"unknown --optimizer {optimizer!r}; choose one of {', '.join(optimizer_names())}")
     storage = cli_storage_url(storage, storage_password_file)
     conn = _connect(api_base, model, api_key, config, api_key_env)
     res = compile_program(
-        task.value, lang.value, conn, source=source, optimizer=optimizer.value if optimizer else None, trials=trials,
+        task.value, lang.value, conn, source=source, optimizer=optimizer, trials=trials,
         storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
         train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
         new_study=new_study, force=force,

@@ -1,8 +1,9 @@
 """The prompt search space: what one Optuna trial decides.
 
 Parameter names are what a person reads in optuna-dashboard, so they say what they are.
-Conditional parameters (the JSON caps, the optimiser's own settings) exist only in trials
-where they apply, which Optuna's TPE sampler handles natively.
+Conditional parameters (the JSON caps, the optimiser's own settings from its
+``suggest_options``) exist only in trials where they apply, which Optuna's TPE sampler handles
+natively.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ from typing import Any
 
 import optuna
 
+from kgopt.compiler.optimizers import get_optimizer, optimizer_names
 from kgopt.core.tasks import TaskSpec, answer_formats
 from kgopt.program import ProgramSettings
 
 # Bumped whenever a parameter, its choices or the warm starts change: a study records it in
 # its fingerprint (study.py), so trials of another search space are never mixed with these.
-SEARCH_SPACE_VERSION = "space-v1"
+# space-v2: optimisers' settings come from their registry class; mipro_mipro_trials is
+# mipro_trials; a warm start of bootstrap/mipro/gepa carries that optimiser's defaults.
+SEARCH_SPACE_VERSION = "space-v2"
 
 DEMO_CHOICES = ("random", "coverage", "similar")
 TEMPERATURES = (0.0, 0.3, 0.7)
 MAX_TOKENS = (128, 256, 512)
 MAX_ITEMS = (0, 1, 2, 4)  # 0: no cap
 # No longer caps: llama.cpp's grammar engine slows down badly with long string repetitions
-# (measured: maxLength 32 made NER calls ~10x slower than 16; scripts/README).
+# (measured: maxLength 32 made NER calls ~10x slower than 16; BENCHMARKS.md#priors-the-first-trials-of-a-new-study).
 MAX_LEN = (0, 8, 16)
 
 
@@ -85,10 +89,16 @@ class TrialConfig:
 
 
 def suggest(
-    trial: optuna.Trial, spec: TaskSpec, optimizers: tuple[str, ...], n_instructions: int, max_demos: int, splits: tuple[int, ...] | None = None
+    trial: optuna.Trial,
+    spec: TaskSpec,
+    optimizers: tuple[str, ...] | None,
+    n_instructions: int,
+    max_demos: int,
+    splits: tuple[int, ...] | None = None,
 ) -> TrialConfig:
-    """One trial's configuration. ``splits``: the study's split sizes (fixed when it was created)."""
-    opt = trial.suggest_categorical("optimizer", list(optimizers))
+    """One trial's configuration. ``optimizers``: the study's choice (None: every registered
+    one); ``splits``: the study's split sizes (fixed when it was created)."""
+    opt = trial.suggest_categorical("optimizer", list(optimizers or optimizer_names()))
     cfg = TrialConfig(
         optimizer=opt,
         instruction=trial.suggest_categorical("instruction", list(range(n_instructions))),
@@ -105,12 +115,7 @@ def suggest(
     if cfg.output == "json":
         cfg.max_items = trial.suggest_categorical("max_items", list(MAX_ITEMS))
         cfg.max_len = trial.suggest_categorical("max_len", list(MAX_LEN))
-    if opt == "bootstrap":
-        cfg.options = {"bootstrapped": trial.suggest_int("bootstrap_bootstrapped", 1, max(1, max_demos))}
-    elif opt == "mipro":
-        cfg.options = {"candidates": trial.suggest_int("mipro_candidates", 2, 4), "mipro_trials": trial.suggest_int("mipro_mipro_trials", 2, 6)}
-    elif opt == "gepa":
-        cfg.options = {"metric_calls": trial.suggest_categorical("gepa_metric_calls", [12, 24, 48])}
+    cfg.options = get_optimizer(opt).suggest_options(trial, max_demos)
     return cfg
 
 
@@ -119,14 +124,17 @@ def starting_points(spec: TaskSpec, optimizers: tuple[str, ...], max_demos: int)
 
     A few demonstrations similar to the input, at the task's default schema split, temperature
     0, once in plain JSON and once with constrained JSON without caps. Measured on the embedded
-    Qwen2.5-Coder-0.5B (README, "Priors"): this is what a competent model does best with, while
+    Qwen2.5-Coder-0.5B (BENCHMARKS.md#priors-the-first-trials-of-a-new-study): this is what a competent model does best with, while
     string caps cut long names and one label per call costs many calls for little. Caps and
     other splits stay in the search space. A warm start, as with any black-box search: the
     sampler learns from these trials, it is not bound by them.
     """
     opt = "labeled" if "labeled" in optimizers else optimizers[0]
-    base = dict(optimizer=opt, num_demos=min(3, max_demos), demo_choice="similar", split_size=spec.split_size, temperature=0.0, max_tokens=512)
-    points = [TrialConfig(**base, output="plain"), TrialConfig(**base, output="json")]
+    num_demos = min(3, max_demos)
+    # The optimiser's own settings fixed too, so a warm start is one configuration, not a sample.
+    options = get_optimizer(opt).defaults(num_demos)
+    base = dict(optimizer=opt, num_demos=num_demos, demo_choice="similar", split_size=spec.split_size, temperature=0.0, max_tokens=512)
+    points = [TrialConfig(**base, output="plain", options=dict(options)), TrialConfig(**base, output="json", options=dict(options))]
     # A task with several answer formats (KG) starts with each, in plain JSON, so dev decides.
-    points += [TrialConfig(**base, output="plain", answer_format=f) for f in answer_formats(spec.name)[1:]]
+    points += [TrialConfig(**base, output="plain", answer_format=f, options=dict(options)) for f in answer_formats(spec.name)[1:]]
     return points

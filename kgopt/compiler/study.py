@@ -39,7 +39,7 @@ from kgopt.compiler import manifest as mf
 from kgopt.compiler.fingerprint import Fingerprint, differences, fingerprint_of
 from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
 from kgopt.compiler.interrupts import TrialShield
-from kgopt.compiler.optimizers import OPTIMIZERS, SELECT_ON_VALSET, run_optimizer
+from kgopt.compiler.optimizers import get_optimizer, optimizer_names, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
 from kgopt.compiler.storage import default_storage, fail_dead_trials, open_storage
 from kgopt.compiler.trainset import chunk_examples
@@ -152,9 +152,10 @@ class Compiler:
         trainset = chunk_examples(program.spec, self.train, cfg.split_size)
         if not trainset and cfg.num_demos:
             raise DataError(f"no training record of {self.spec.name}/{self.lang} has a label to show as a demonstration")
-        # mipro/gepa select on held-out training chunks, never on dev (dev picks the trial). The
-        # others keep every chunk, so the first warm start is the obvious few-shot program itself.
-        cut = max(1, len(trainset) // 4) if cfg.optimizer in SELECT_ON_VALSET and len(trainset) > 3 else 0
+        # An optimiser that selects on a valset (mipro, gepa) gets held-out training chunks, never
+        # dev (dev picks the trial). The others keep every chunk, so the first warm start is the
+        # obvious few-shot program itself.
+        cut = max(1, len(trainset) // 4) if get_optimizer(cfg.optimizer).selects_on_valset and len(trainset) > 3 else 0
         valset, trainset = trainset[:cut], trainset[cut:] or trainset
         with dspy.context(lm=self.lm):
             compiled = run_optimizer(cfg.optimizer, program, trainset, valset, self.lm, cfg.num_demos, cfg.demo_choice, seed, cfg.options)
@@ -260,7 +261,7 @@ class CompileOptions:
     task: str
     lang: str
     source: str | None = None
-    optimizer: str | None = None  # one of OPTIMIZERS; None: the study chooses among DEFAULT_OPTIMIZERS
+    optimizer: str | None = None  # a registered optimiser (optimizer_names()); None: the study chooses among DEFAULT_OPTIMIZERS
     trials: int = 8
     storage: str | None = field(default=None, repr=False)  # an SQLAlchemy URL (may hold a password); None: SQLite in compiled_dir
     study_name: str | None = None  # None: <TASK>_<lang>
@@ -283,8 +284,8 @@ class CompileOptions:
     def __post_init__(self) -> None:
         self.task = get_task(self.task).name
         check_lang(self.lang)
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer is not None and self.optimizer not in optimizer_names():
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(optimizer_names())}")
         if self.trials < 1 or self.max_demos < 0:
             raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
         if not 0 <= self.max_failed_share < 1:
@@ -503,7 +504,7 @@ def _choose(study: optuna.Study, comp: Compiler) -> tuple[IEProgram, optuna.tria
     """The best complete trial's program if it beats the zero-shot baseline on dev. On a tie with
     zero-shot, the first warm start (the obvious few-shot program) if it completed: on small dev
     slices ties are common (all 0), and few-shot beat zero-shot on held-out data where measured
-    (README, "Equal budget"). Else the baseline."""
+    (BENCHMARKS.md#equal-budget-kgopt-compile-against-plain-dspy-optimisers). Else the baseline."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
     zero_shot = study.user_attrs["baseline_dev"]["f1"]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None

@@ -1,0 +1,68 @@
+"""The command line as a thin layer: every command answers --help, and the one error decorator
+turns errors into one `error:` line and an exit status, and Ctrl-C into 130."""
+
+import pytest
+from typer.testing import CliRunner
+
+from kgopt.cli.main import app
+
+COMMANDS = ["score", "evaluate", "augment", "compile", "regress", "dashboard", "extract", "graph-stats", "graph-load", "graph-view", "tasks"]
+
+
+def _run(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_the_command_table_is_what_the_app_serves():
+    served = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+    assert served == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_answers_help_with_its_summary(name):
+    res = _run(name, "--help")
+    assert res.exit_code == 0, res.output
+    summary = next(c for c in app.registered_commands if (c.name or c.callback.__name__) == name).callback.__doc__.strip().splitlines()[0]
+    assert summary.split(":")[0][:30] in " ".join(res.output.split())
+
+
+def test_a_kgopt_error_is_one_error_line_and_exit_2(tmp_path):
+    res = _run("score", "--task", "NER", "--input", str(tmp_path / "missing.jsonl"))
+    assert res.exit_code == 2
+    lines = [l for l in res.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.jsonl" in lines[0]
+
+
+def test_ctrl_c_exits_130_saying_what_was_kept(monkeypatch, tmp_path):
+    import kgopt.cli.main as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_connect", interrupted)
+    monkeypatch.setattr(cli, "_interruptible", lambda: None)  # the runner's thread keeps its own signal handlers
+    res = _run("evaluate", "--task", "NER", "--lang", "en", "--out", str(tmp_path))
+    assert res.exit_code == 130
+    assert "interrupted: records finished so far are in predictions.partial.jsonl" in res.output
+
+
+def test_an_assertion_error_that_is_not_an_interrupt_is_not_hidden(monkeypatch, tmp_path):
+    import kgopt.cli.main as cli
+
+    def broken(*args, **kwargs):
+        raise AssertionError("a real bug")
+
+    monkeypatch.setattr(cli, "_connect", broken)
+    monkeypatch.setattr(cli, "_interruptible", lambda: None)
+    res = _run("evaluate", "--task", "NER", "--lang", "en", "--out", str(tmp_path))
+    assert res.exit_code == 1 and isinstance(res.exception, AssertionError)
+
+
+def test_an_unknown_optimizer_is_refused_with_the_registry_s_names_before_any_model_starts(monkeypatch):
+    import kgopt.cli.main as cli
+
+    monkeypatch.setattr(cli, "_connect", lambda *a, **k: pytest.fail("connected before checking --optimizer"))
+    monkeypatch.setattr(cli, "_interruptible", lambda: None)
+    res = _run("compile", "--task", "NER", "--lang", "en", "--optimizer", "adam")
+    assert res.exit_code == 2
+    assert "unknown --optimizer 'adam'; choose one of labeled, bootstrap, mipro, gepa" in res.output
