@@ -30,12 +30,19 @@ __all__ = [
     "UnknownTaskError",
 ]
 
+# The public API, by name -> the module that defines it. The entry points are verbs; their
+# modules are nouns (kgopt.evaluation, kgopt.extraction, kgopt.augmentation), so importing a
+# module never replaces the function of the same name here.
 _LAZY = {
     "load": "kgopt.api",
     "Extractor": "kgopt.api",
+    "connect": "kgopt.clients.lm",
+    "evaluate": "kgopt.evaluation",
+    "compile_program": "kgopt.compiler",
+    "extract": "kgopt.extraction",
+    "augment": "kgopt.augmentation",
     "IEProgram": "kgopt.program",
     "load_program": "kgopt.program",
-    "connect": "kgopt.clients.lm",
     "resolve_endpoint": "kgopt.clients.config",
     "get_task": "kgopt.core.tasks",
     "TASKS": "kgopt.core.tasks",

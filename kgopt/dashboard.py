@@ -1,5 +1,11 @@
 """``kgopt dashboard``: optuna-dashboard on the compiler's study storage.
 
+The compiler names each study's metrics (``dev F1``; with ``--objective pareto`` also ``prompt
+tokens / record``), so the dashboard shows them by name; a two-objective study's page draws its
+Pareto front, natively. A trial successive halving stopped is PRUNED, with its ``rung`` (dev
+records scored) and its calls among its user attributes, and its F1 at each rung as
+intermediate values.
+
 The storage URL may carry a password (put in by ``kgopt.clients.credentials.cli_storage_url``
 from a file or ``KGOPT_STORAGE_PASSWORD``): it is shown only through ``kgopt.redaction``.
 """

@@ -8,7 +8,9 @@ everything is saved as JSON (``save_artifact``/``load_program``), never pickled.
 Demonstrations: the predictor's ``demos`` are a pool. ``demo_selection="fixed"`` shows the
 first ``num_demos`` of it in every call; ``"similar"`` picks, per call, the ``num_demos`` pool
 entries closest to the input text (a bonus for answering the same labels), like DSPy's
-KNNFewShot but without an embedding model.
+KNNFewShot but without an embedding model; ``"weighted"`` picks per call by a score whose four
+weights (``demo_weights``: similarity, label coverage, diversity, length) the compiler searched
+(``kgopt.core.demos.weighted_demos``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from kgopt import __version__
 from kgopt.adapters.oneke import OneKEAdapter
 from kgopt.core.answer_schema import answer_json_schema
 from kgopt.clients.dialects import response_format
-from kgopt.core.demos import most_similar
+from kgopt.core.demos import DemoWeights, most_similar, weighted_demos
 from kgopt.core.parsing import ERROR, merge_labels, parse_answer
 from kgopt.core.schema import Record, Schema
 from kgopt.core.tasks import check_lang, get_task
@@ -36,7 +38,7 @@ from kgopt.clients.lm import CALL_ERRORS
 from kgopt.errors import ArtifactError
 
 ARTIFACT_FORMAT = 1
-DEMO_SELECTIONS = ("fixed", "similar")
+DEMO_SELECTIONS = ("fixed", "similar", "weighted")
 OUTPUT_MODES = ("plain", "json")  # json: server-side constrained decoding to the answer schema
 # The only state a saved predictor may carry: DSPy's load_state sets every key it is given as
 # an attribute, so a "config": {"n": 64} would ride along on every request.
@@ -56,6 +58,8 @@ class ProgramSettings:
     max_items: int | None = None  # json output: cap on each label's list
     max_len: int | None = None  # json output: cap on each string's length
     answer_format: str | None = None  # None: the task's OneKE format (KG may use "typed_triples")
+    # demo_selection "weighted" only (and then required); a program file holds it as an object.
+    demo_weights: DemoWeights | None = None
 
     def __post_init__(self):
         # A program file is untrusted input: every field is checked here, by name, so a bad
@@ -74,6 +78,11 @@ class ProgramSettings:
             raise ValueError(f"temperature must be a number from 0 to 2 or null, got {t!r}")
         if self.answer_format is not None and not isinstance(self.answer_format, str):
             raise ValueError(f"answer_format must be a string or null, got {self.answer_format!r}")
+        if self.demo_weights is not None:
+            self.demo_weights = DemoWeights.from_dict(self.demo_weights)
+        if (self.demo_selection == "weighted") != (self.demo_weights is not None):
+            raise ValueError("demo_weights must be given with demo_selection 'weighted', and only with it"
+                             f" (demo_selection {self.demo_selection!r}, demo_weights {self.demo_weights!r})")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProgramSettings":
@@ -149,6 +158,10 @@ class IEProgram(dspy.Module):
         if self.settings.demo_selection == "fixed":
             return list(pool[:k])
         wanted = {self.spec.item_label(it) for it in chunk}
+        if self.settings.demo_selection == "weighted":
+            # A demo's length is what it adds to the prompt: its text and its answer.
+            return weighted_demos(text, pool, k, self.settings.demo_weights, key=lambda d: d.get("text", ""), labels_of=demo_labels,
+                                  wanted=wanted, size=lambda d: len(d.get("text") or "") + len(d.get("answer") or ""))
         return most_similar(text, pool, k, key=lambda d: d.get("text", ""), bonus=lambda d: 0.5 if demo_labels(d) & wanted else 0.0)
 
     def call_config(self, chunk: list[Any]) -> dict[str, Any]:
@@ -202,7 +215,10 @@ class IEProgram(dspy.Module):
     # --- persistence: plain JSON ------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        return {"task": self.task, "lang": self.lang, **asdict(self.settings)}
+        cfg = {"task": self.task, "lang": self.lang, **asdict(self.settings)}
+        if cfg["demo_weights"] is None:  # only weighted selection has them: other programs are saved as before
+            del cfg["demo_weights"]
+        return cfg
 
     def to_artifact(self, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
         return {

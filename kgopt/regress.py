@@ -55,7 +55,7 @@ def compiled_programs(paths: list[str | os.PathLike] | None = None, compiled_dir
 
 
 def regress_one(path: Path, connection, *, tolerance: float = 2.0, data_dir=None, threads: int = 1) -> RegressionResult:
-    from kgopt.evaluate import evaluate
+    from kgopt.evaluation import evaluate
     from kgopt.program import load_program
 
     program, manifest = load_program(path)

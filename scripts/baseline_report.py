@@ -1,6 +1,6 @@
 """Zero-shot baseline of every task on the bundled test data, as a markdown table.
 
-Runs `kgopt.evaluate` in one process (one embedded server for all tasks when no endpoint is
+Runs `kgopt.evaluation` in one process (one embedded server for all tasks when no endpoint is
 configured) on the first N test records of each source. Usage:
     .venv/bin/python scripts/baseline_report.py [N] [--split test]
 """
@@ -12,7 +12,7 @@ from loguru import logger
 
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
-from kgopt.evaluate import evaluate
+from kgopt.evaluation import evaluate
 
 CASES = ["NER:en", "NER:zh", "RE:en", "RE:zh", "EE:en", "EE:zh", "EET:en", "EET:zh", "EEA:en", "EEA:zh", "KG:en", "KG:zh"]
 

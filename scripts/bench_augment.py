@@ -25,7 +25,7 @@ from typing import Any
 import ujson
 from loguru import logger
 
-from kgopt.augment import augment
+from kgopt.augmentation import augment
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.core.tasks import get_task

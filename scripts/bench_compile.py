@@ -31,7 +31,7 @@ from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
 from kgopt.data.jsonio import dumps
-from kgopt.evaluate import compare_with_zero_shot
+from kgopt.evaluation import compare_with_zero_shot
 from kgopt.program import load_program
 
 HEADER = (

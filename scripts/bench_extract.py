@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from kgopt.clients.lm import Connection, EndpointLM, ResponseCache  # noqa: E402
 from kgopt.data.readers import read_instructie  # noqa: E402
-from kgopt.extract import extract  # noqa: E402
+from kgopt.extraction import extract  # noqa: E402
 
 
 class RecordingLM(EndpointLM):

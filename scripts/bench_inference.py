@@ -1,6 +1,6 @@
 """Benchmark: what one program's inference costs, and how far that is from the hardware's limit.
 
-For each (case, program) it runs `kgopt.evaluate.evaluate` once, with no response cache (every
+For each (case, program) it runs `kgopt.evaluation.evaluate` once, with no response cache (every
 call reaches the model), and reports:
 
 - records, LLM calls per record, prompt and completion tokens per call (the LM's usage, as the
@@ -219,7 +219,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 
 def run_case(case: Case, program: str, conn, args) -> dict[str, Any]:
-    from kgopt.evaluate import evaluate
+    from kgopt.evaluation import evaluate
 
     label, path = program_for(program, case)
     name = f"{case.task}_{case.lang}_{case.split}_{case.source or 'all'}_{'zero-shot' if path is None else path.stem}"

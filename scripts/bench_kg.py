@@ -38,7 +38,7 @@ from kgopt.core.scoring import ccks2023_score, match_count
 from kgopt.core.stats import RecordCount, paired_bootstrap
 from kgopt.data.readers import read_instructie
 from kgopt.locations import CHECKOUT
-from kgopt.extract import extract
+from kgopt.extraction import extract
 from kgopt.graph.build import build_graph, mentions_from_labels
 from kgopt.graph.export import read_graph
 from kgopt.graph.quality import gold_entities, graph_vs_gold, merge_quality

@@ -52,7 +52,7 @@ import ujson
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.augment import augment
+from kgopt.augmentation import augment
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import Connection, connect
 from kgopt.compiler import compile_program
@@ -62,7 +62,7 @@ from kgopt.core.stats import RecordCount, paired_bootstrap
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded
-from kgopt.evaluate import evaluate
+from kgopt.evaluation import evaluate
 from kgopt.program import IEProgram, ProgramSettings, load_program
 
 METHODS = ("zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented")

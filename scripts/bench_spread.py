@@ -25,7 +25,7 @@ from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.core.stats import paired_bootstrap
 from kgopt.data.jsonio import dumps
-from kgopt.evaluate import evaluate
+from kgopt.evaluation import evaluate
 
 OUT = Path("runs/bench-spread")
 COUNTS = Path("benchmarks/counts")

@@ -16,7 +16,7 @@ import ujson
 
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
-from kgopt.evaluate import evaluate
+from kgopt.evaluation import evaluate
 from kgopt.program import load_program
 
 

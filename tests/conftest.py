@@ -45,10 +45,9 @@ def extraction(tmp_path_factory) -> Path:
     deterministic fake endpoint (graph view and graph database tests)."""
     import ujson
 
-    from kgopt.clients.lm import Connection, EndpointLM
     from kgopt.data.readers import read_instructie
-    from kgopt.extract import extract
-    from kgopt.testing.fake_endpoint import FakeEndpoint
+    from kgopt.extraction import extract
+    from kgopt.testing.fake_endpoint import FakeEndpoint, fake_connection
 
     recs = list(read_instructie(BUNDLED / "InstructIE" / "test_zh.json"))[:10]
     rows = [{"id": f"d{i}", "cate": r.cate, "text": r.text} for i, r in enumerate(recs)]
@@ -56,9 +55,19 @@ def extraction(tmp_path_factory) -> Path:
     docs.write_text("".join(ujson.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path_factory.mktemp("extraction")
     with FakeEndpoint() as ep:
-        conn = Connection(lm=EndpointLM(ep.url, "fake", cache=None, backoff=0.01), config=None, identity=ep.url, embedded=False)
-        extract(docs, "zh", out, connection=conn, progress=False, data_dir=BUNDLED, workers=2)
+        extract(docs, "zh", out, connection=fake_connection(ep.url), progress=False, data_dir=BUNDLED, workers=2)
     return out
+
+
+@pytest.fixture()
+def fake_llm():
+    """The deterministic fake endpoint, started for the test: ``fake_llm.url``, its recorded
+    ``requests``, and ``fake_llm.connect(**kw)`` for a Connection to it (``fake_connection``)."""
+    from kgopt.testing.fake_endpoint import FakeEndpoint, fake_connection
+
+    with FakeEndpoint() as server:
+        server.connect = lambda **kw: fake_connection(server.url, **kw)
+        yield server
 
 
 @pytest.fixture()

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from kgopt.augment import augment
-from kgopt.augment.validate import SampleChecker
+from kgopt.augmentation import augment
+from kgopt.augmentation.validate import SampleChecker
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.core.shapes import shape_named

@@ -74,7 +74,7 @@ def test_retries_429_and_5xx_then_succeeds():
 def test_gives_up_after_max_retries_and_counts_failure():
     with FakeEndpoint(respond=lambda req: (500, {"error": "down"})) as srv:
         lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01, max_retries=2)
-        with pytest.raises(Exception):
+        with pytest.raises(openai.InternalServerError):
             lm(messages=[{"role": "user", "content": "x"}])
         assert len(srv.requests) == 3 and lm.usage.snapshot()["failures"] == 1
 
@@ -82,7 +82,7 @@ def test_gives_up_after_max_retries_and_counts_failure():
 def test_400_is_not_retried():
     with FakeEndpoint(respond=lambda req: (400, {"error": "bad request"})) as srv:
         lm = EndpointLM(srv.url, "m", cache=None, backoff=0.01)
-        with pytest.raises(Exception):
+        with pytest.raises(openai.BadRequestError):
             lm(messages=[{"role": "user", "content": "x"}])
         assert len(srv.requests) == 1
 

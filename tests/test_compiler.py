@@ -7,15 +7,13 @@ import optuna
 import pytest
 
 import kgopt
-from kgopt.clients.config import EndpointConfig
-from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
 from kgopt.compiler.optimizers import get_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points
 from kgopt.core.tasks import get_task
 from kgopt.program import load_program
 from kgopt.regress import regress
-from kgopt.testing.fake_endpoint import FakeEndpoint
+from kgopt.testing.fake_endpoint import FakeEndpoint, fake_connection
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -30,7 +28,7 @@ def oracle(shared_data):
 
 
 def _conn(server, max_calls=None):
-    return connect(EndpointConfig(api_base=server.url, model="fake"), cache=False, max_calls=max_calls)
+    return fake_connection(server.url, max_calls=max_calls)
 
 
 def _compile(oracle, shared_data, tmp_path, trials, **kw):

@@ -7,13 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from kgopt.cli.main import app
-from kgopt.clients.config import EndpointConfig
-from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
 from kgopt.errors import CallsFailed, ConfigError
 from kgopt.localhost import free_port
 from kgopt.program import load_program
-from kgopt.testing.fake_endpoint import FakeEndpoint
+from kgopt.testing.fake_endpoint import FakeEndpoint, fake_connection
 from tests.oracle import Oracle
 
 TASK, LANG = "NER", "en"
@@ -29,7 +27,7 @@ def oracle(shared_data):
 
 
 def _conn(url, retries=4):
-    return connect(EndpointConfig(api_base=url, model="fake", max_retries=retries), cache=False)
+    return fake_connection(url, retries=retries)
 
 
 def _compile(url, shared_data, tmp_path, source, trials=1, retries=4, **kw):

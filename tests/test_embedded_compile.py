@@ -2,7 +2,7 @@
 
 import pytest
 
-from kgopt.augment import augment
+from kgopt.augmentation import augment
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program

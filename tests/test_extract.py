@@ -16,14 +16,14 @@ import networkx as nx
 import pytest
 import ujson
 
-from kgopt.clients.lm import Connection, EndpointLM, ResponseCache
+from kgopt.clients.lm import Connection
 from kgopt.data.readers import read_instructie
 from kgopt.errors import DataError, EndpointError
-from kgopt.extract import ExtractAborted, extract
-from kgopt.extract.results import ResultLog
+from kgopt.extraction import ExtractAborted, extract
+from kgopt.extraction.results import ResultLog
 from kgopt.graph.export import EXPORTS
 from kgopt.graph.stats import graph_stats
-from kgopt.testing.fake_endpoint import FaultProxy, FakeEndpoint
+from kgopt.testing.fake_endpoint import FakeEndpoint, FaultProxy, fake_connection
 
 from tests.conftest import BUNDLED as DATA_DIR
 
@@ -32,9 +32,7 @@ KGOPT = [sys.executable, "-m", "kgopt"]
 
 
 def connection(url: str, cache_dir: Path | None = None, timeout: float = 30.0, max_calls=None) -> Connection:
-    cache = ResponseCache(cache_dir / "responses.sqlite") if cache_dir else None
-    lm = EndpointLM(url, "fake", timeout=timeout, cache=cache, backoff=0.01, max_calls=max_calls)
-    return Connection(lm=lm, config=None, identity=url, embedded=False)
+    return fake_connection(url, cache_dir=cache_dir, timeout=timeout, max_calls=max_calls)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from kgopt.cli.main import app
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
 from kgopt.errors import CallsFailed
-from kgopt.evaluate import evaluate
+from kgopt.evaluation import evaluate
 from kgopt.localhost import free_port
 from kgopt.program import IEProgram
 from kgopt.testing.fake_endpoint import FakeEndpoint
@@ -88,7 +88,7 @@ def test_a_rerun_keeps_the_old_partial_file_until_it_has_its_own(shared_data, tm
 
 def test_scores_json_is_written_atomically(shared_data, tmp_path, monkeypatch):
     """A crash while writing scores.json leaves the previous one whole."""
-    import kgopt.evaluate as ev_mod
+    import kgopt.evaluation as ev_mod
 
     (tmp_path / "scores.json").write_text('{"old": true}\n', encoding="utf-8")
     monkeypatch.setattr(ev_mod, "dumps", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))

@@ -12,7 +12,7 @@ from kgopt.data import jsonio
 from kgopt.data.jsonio import iter_json
 from kgopt.data.readers import read_unified
 from kgopt.errors import DataError
-from kgopt.evaluate import score_file
+from kgopt.evaluation import score_file
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

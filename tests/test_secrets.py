@@ -54,7 +54,7 @@ def test_redact_identity_masks_each_url_part_and_keeps_clean_ones_unchanged():
 
 
 def test_secret_bearing_api_base_reaches_no_log_cache_row_manifest_or_provenance(tmp_path, monkeypatch, logs):
-    from kgopt.augment.generate import _provenance
+    from kgopt.augmentation.generate import _provenance
     from kgopt.clients.config import resolve_endpoint
     from kgopt.clients.lm import connect
     from kgopt.compiler.manifest import compiled_manifest

@@ -7,16 +7,16 @@ configuration; 130 interrupted.
 
 from __future__ import annotations
 
-import sys
 import functools
-from enum import Enum
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from loguru import logger
 
-from kgopt.core.tasks import TASKS
+from kgopt.cli.data import data_app
+from kgopt.cli.options import Lang, Task
 from kgopt.errors import CallsFailed, ConfigError, KgoptError, check_failures
 
 app = typer.Typer(
@@ -27,14 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-Task = Enum("Task", {name: name for name in TASKS}, type=str)  # the registry's tasks, as --task choices
-
-
-class Lang(str, Enum):
-    zh = "zh"
-    en = "en"
+app.add_typer(data_app, name="data")  # kgopt data check ...
 
 
 # Set once Ctrl-C or SIGTERM arrived: an interrupt that lands while Optuna records a trial
@@ -140,6 +133,7 @@ KeyOpt = typer.Option(None, "--api-key", help="API key (default EMPTY). Never lo
 KeyEnvOpt = typer.Option(None, "--api-key-env", metavar="NAME", help="Read the API key from the environment variable NAME (keeps it out of process arguments).")
 ConfigOpt = typer.Option(None, "--config", help="A kgopt.toml with an \\[endpoint] table (default: ./kgopt.toml if present).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
+DataDirOpt = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them), or a folder of your own data (docs/own-data.md). Default: ./dataset (env KGOPT_DATA_DIR).")
 MaxFailuresOpt = typer.Option(0, "--max-failures", min=0, help="LLM calls that may fail (after retries) before the command exits 1.")
 
 
@@ -170,7 +164,7 @@ def score(
 ) -> None:
     """Score predictions with the official IEPile semantics (exact P/R/F1, errors, instances)."""
     from kgopt.data.jsonio import dumps
-    from kgopt.evaluate import score_file
+    from kgopt.evaluation import score_file
 
     if sort_by not in (None, "source"):
         _fail(ValueError(f"--sort-by supports 'source' only, got {sort_by!r}"))
@@ -189,7 +183,7 @@ def evaluate(
     source: Optional[str] = typer.Option(None, "--source", help="One IEPile source (e.g. CrossNER_AI); default: all of the task's sources."),
     split: str = typer.Option("test", "--split", help="train, dev (InstructIE: valid) or test."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N records per source."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR)."),
+    data_dir: Optional[Path] = DataDirOpt,
     program: Optional[Path] = typer.Option(None, "--program", help="A saved program (.json). Default: the zero-shot OneKE baseline."),
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for predictions.jsonl and scores.json."),
@@ -211,8 +205,8 @@ def evaluate(
     """
     _start(verbose)
     from kgopt.data.jsonio import dumps
-    from kgopt.evaluate import compare_with_zero_shot
-    from kgopt.evaluate import evaluate as run
+    from kgopt.evaluation import compare_with_zero_shot
+    from kgopt.evaluation import evaluate as run
 
     if vs_zero_shot and program is None:
         _fail(ConfigError("--vs-zero-shot compares a saved program with the baseline: give --program FILE"))
@@ -255,7 +249,6 @@ def _print_comparison(cmp, what: str, name: str) -> None:
     typer.echo(f"scores: {cmp.out_dir / 'scores.json'}")
 
 
-DataDirOpt = typer.Option(None, "--data-dir", help="Data root holding iepile/ and InstructIE/ (or one of them). Default: ./dataset (env KGOPT_DATA_DIR).")
 
 
 @command(interrupted="samples accepted so far were written")
@@ -283,7 +276,7 @@ def augment(
 ) -> None:
     """Generate new annotated training samples with the LLM (DeepKE LLMICL style); keep only valid ones."""
     _start(verbose)
-    from kgopt.augment import augment as run
+    from kgopt.augmentation import augment as run
     from kgopt.data.jsonio import dumps
 
     conn = _connect(api_base, model, api_key, config, api_key_env)
@@ -309,6 +302,19 @@ def _print_augment(data: dict) -> None:
         typer.echo(f"written: {f}")
 
 
+def _own_files(data_dir, train, dev, schema):
+    """``--train/--dev/--schema`` as one ``UserData``, or ``--data-dir`` as it is."""
+    if train is None and dev is None and schema is None:
+        return data_dir
+    if data_dir is not None:
+        raise ConfigError("give --data-dir or your own --train/--dev/--schema files, not both")
+    if None in (train, dev, schema):
+        raise ConfigError("your own data needs all three of --train, --dev and --schema")
+    from kgopt.data.layouts import UserData
+
+    return UserData(train=train, dev=dev, schema=schema)
+
+
 @command("compile", interrupted="finished trials are in the study; run the same command to resume")
 def compile_cmd(
     task: Task = typer.Option(..., "--task", help="IE task to compile a program for."),
@@ -328,6 +334,9 @@ def compile_cmd(
     max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the best program. Default: compiled/<TASK>_<lang>.json."),
     data_dir: Optional[Path] = DataDirOpt,
+    train_file: Optional[Path] = typer.Option(None, "--train", help="Your own train records (JSON lines; docs/own-data.md), with --dev and --schema instead of --data-dir."),
+    dev_file: Optional[Path] = typer.Option(None, "--dev", help="Your own dev records, which every trial is scored on."),
+    schema_file: Optional[Path] = typer.Option(None, "--schema", help='Your labels: {"labels": [label or {"label", "description"}]}.'),
     augmented: bool = typer.Option(True, "--augmented/--no-augmented", help="Also train on dataset/augmented/ records (from kgopt augment), if any."),
     train_limit: int = typer.Option(40, "--train-limit", min=1, help="Train records per source the optimisers see."),
     dev_limit: int = typer.Option(8, "--dev-limit", min=1, help="Dev records per source each trial is scored on."),
@@ -335,6 +344,13 @@ def compile_cmd(
     proposals: int = typer.Option(2, "--instruction-proposals", min=0, help="Instruction variants to ask the LLM for (plus the official one)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of demonstration sampling."),
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
+    halving: bool = typer.Option(True, "--halving/--no-halving", help="Successive halving: score dev in rungs (5, 10, 20, ... records) and stop a trial below the median at a rung."),
+    objective: str = typer.Option(
+        "f1", "--objective", help="f1 (default): maximise dev F1. pareto: also minimise prompt tokens per dev record (two objectives; no halving)."
+    ),
+    max_tokens_per_record: Optional[float] = typer.Option(
+        None, "--max-tokens-per-record", min=1, help="With --objective pareto: write the best dev F1 among trials using at most N prompt tokens per dev record."
+    ),
     max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
     model: Optional[str] = ModelOpt,
@@ -354,13 +370,14 @@ def compile_cmd(
 
     if optimizer is not None and optimizer not in optimizer_names():  # before the model starts
         raise ConfigError(f"unknown --optimizer {optimizer!r}; choose one of {', '.join(optimizer_names())}")
+    data_dir = _own_files(data_dir, train_file, dev_file, schema_file)
     storage = cli_storage_url(storage, storage_password_file)
     conn = _connect(api_base, model, api_key, config, api_key_env)
     res = compile_program(
         task.value, lang.value, conn, source=source, optimizer=optimizer, trials=trials,
         storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
         train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
-        new_study=new_study, force=force,
+        new_study=new_study, force=force, halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record,
     )
     m = res.manifest
     typer.echo(f"{m['task']}/{m['lang']}: dev F1 {m['dev']['f1']:.2f} (zero-shot {m['baseline_dev']['f1']:.2f}), chosen: {m['chosen']}")
@@ -449,7 +466,7 @@ def extract(
     2 bad input or configuration, or stopped by --max-failures/--max-calls (finished work kept).
     """
     _start(verbose)
-    from kgopt.extract import extract as run
+    from kgopt.extraction import extract as run
     from kgopt.graph.databases import cli_password
 
     schemas = {}

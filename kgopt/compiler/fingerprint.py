@@ -42,7 +42,12 @@ def fingerprint_of(options: Any, files: dict[str, Any], sources: list[str], conn
     their SHA-256, as the manifest records them), the dev sources and the connection."""
     o = options
     data = {split: sorted(f"{e['path']}@{e['sha256']}" for e in entries) for split, entries in files.items() if isinstance(entries, list)}
-    return Fingerprint({
+    # What a trial's value is: a pareto study's trials are (F1, tokens), a single one's F1 alone, so
+    # neither resumes as the other. Recorded only when not the default "f1", so that studies made
+    # before objectives existed keep their fingerprint. Successive halving is not a part: a
+    # complete trial scores all of dev either way, and only complete trials choose the program.
+    objective = getattr(o, "objective", "f1")
+    return Fingerprint({**({"objective": objective} if objective != "f1" else {}),
         "task": o.task,
         "lang": o.lang,
         "source": o.source,

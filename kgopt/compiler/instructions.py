@@ -3,18 +3,21 @@
 The model is shown the official IEPile instruction and a few real (input, answer) pairs and
 asked for a better instruction in the same language. Each proposal is untrusted: it is
 kept only if it is a single plain paragraph of reasonable length that differs from the
-ones already kept. The official template is always candidate 0.
+ones already kept. The official template is always candidate 0. When the training schemas
+carry label descriptions (a user's schema file, ``docs/own-data.md``), candidate 1 is the
+official template followed by what each label means (``describe_labels``): no LLM call.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable
 
 import dspy
 from loguru import logger
 
 from kgopt.clients.lm import CALL_ERRORS, complete_text
+from kgopt.core.schema import Schema, merge_schemas
 from kgopt.core.tasks import TaskSpec
 
 PROMPT_VERSION = "instructions-v1"
@@ -36,6 +39,34 @@ _ASK = {
 }
 
 
+# The sentence appended to the official instruction when the schema describes its labels.
+_MEANINGS = {
+    "en": {"lead": "Label meanings: ", "pair": "{label}: {text}", "sep": "; ", "end": "."},
+    "zh": {"lead": "标签含义：", "pair": "{label}：{text}", "sep": "；", "end": "。"},
+}
+_END_PUNCTUATION = ".。;；,，:： "
+
+
+def label_meanings(schemas: Iterable[Schema], lang: str) -> str | None:
+    """The sentence ``Label meanings: <label>: <description>; ...`` (zh: ``标签含义：<label>：<description>；...``)
+    for the labels the schemas describe, in their order (a label's first description wins); None
+    if they describe none."""
+    merged = merge_schemas(schemas)
+    if not merged.descriptions:
+        return None
+    m = _MEANINGS[lang]
+    pairs = [m["pair"].format(label=label, text=" ".join(text.split()).rstrip(_END_PUNCTUATION)) for label, text in merged.descriptions.items()]
+    return m["lead"] + m["sep"].join(pairs) + m["end"]
+
+
+def describe_labels(instruction: str, schemas: Iterable[Schema], lang: str) -> str | None:
+    """``instruction`` followed by the label meanings of ``schemas``; None if they describe no label."""
+    meanings = label_meanings(schemas, lang)
+    if meanings is None:
+        return None
+    return instruction + ("" if lang == "zh" else " ") + meanings
+
+
 def clean_proposal(raw: str, lang: str) -> str | None:
     """The instruction in a model reply, or None if the reply is not a usable instruction."""
     text = (raw or "").strip()
@@ -53,12 +84,18 @@ def clean_proposal(raw: str, lang: str) -> str | None:
     return " ".join(text.split()) if lang == "en" else text
 
 
-def propose_instructions(spec: TaskSpec, lang: str, lm: Any, examples: list[dspy.Example], n: int, seed: int = 0) -> tuple[list[str], dict[str, int]]:
-    """The official template plus up to ``n`` accepted LLM proposals; and counts asked/kept."""
+def propose_instructions(spec: TaskSpec, lang: str, lm: Any, examples: list[dspy.Example], n: int, seed: int = 0,
+                         schemas: Iterable[Schema] = ()) -> tuple[list[str], dict[str, int]]:
+    """The official template, the official template with the label meanings when ``schemas`` (the
+    training records' schemas) describe their labels, and up to ``n`` accepted LLM proposals; and
+    counts asked/kept (of the proposals)."""
     official = spec.template(lang)
     shown = "\n".join(f"input: {ex.text}\nanswer: {ex.answer}" for ex in examples[:3])
     prompt = _ASK[lang].format(current=official, examples=shown)
     candidates, counts = [official], {"asked": 0, "accepted": 0, "rejected": 0, "failed": 0}
+    described = describe_labels(official, schemas, lang)
+    if described is not None:
+        candidates.append(described)
     for i in range(n):
         counts["asked"] += 1
         try:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from kgopt.core.schema import Schema
-from kgopt.data.readers import AskedRecord, default_data_dir, split_files
+from kgopt.core.tasks import get_task
+from kgopt.data.layouts import DataLayout, layout_of
+from kgopt.data.readers import AskedRecord
 from kgopt.redaction import redact_identity
 
 
@@ -43,7 +45,8 @@ def versions() -> dict[str, str]:
 
 
 def schema_json(schema: Schema) -> dict[str, Any]:
-    return {"types": list(schema.types), "roles": list(schema.roles), "type_roles": {k: list(v) for k, v in schema.type_roles.items()}}
+    """A schema as the manifest records it (``Schema.coerce`` reads it back, descriptions included)."""
+    return schema.to_json()
 
 
 def schemas_of(examples: list[AskedRecord]) -> dict[str, dict[str, Any]]:
@@ -66,47 +69,43 @@ class TrainingData:
     train: list[AskedRecord]
     augmented: list[AskedRecord]
     dev: list[AskedRecord]
-    data_dir: str | Path | None
+    data_dir: str | Path | DataLayout | None  # a data root, a user's folder, or a layout (UserData)
     augmented_root: Path
     source: str | None
     train_limit: int | None
     dev_limit: int | None
 
     def files(self, task: str, lang: str) -> dict[str, Any]:
-        """Each file read, with its SHA-256; data files also with the records used from them."""
-        root = Path(self.data_dir) if self.data_dir else default_data_dir()
+        """Each file read, with its SHA-256; data files also with the records used from them. Paths
+        are shown relative to the layout's root (a data root; for a user's data, the folder above it)."""
+        spec = get_task(task)
 
-        def entries(split: str, where, base: Path, used: list[AskedRecord]) -> list[dict[str, Any]]:
-            return [data_entry(p, base, _records_from(p, used)) for p in split_files(task, lang, split, where, self.source)]
+        def entries(split: str, layout: DataLayout, used: list[AskedRecord]) -> list[dict[str, Any]]:
+            root = layout.manifest_root
+            return [data_entry(p, root, layout.records_in(p, used)) for p in layout.split_files(spec, lang, split, self.source)]
 
+        data = layout_of(spec, self.data_dir)
         return {
-            "train": entries("train", self.data_dir, root, self.train),
-            "dev": entries("dev", self.data_dir, root, self.dev),
-            "augmented": entries("train", self.augmented_root, self.augmented_root, self.augmented) if self.augmented else [],
+            "train": entries("train", data, self.train),
+            "dev": entries("dev", data, self.dev),
+            "augmented": entries("train", layout_of(spec, self.augmented_root), self.augmented) if self.augmented else [],
             "train_limit_per_source": self.train_limit,
         }
 
 
-def _records_from(path: Path, used: list[AskedRecord]) -> int | None:
-    """How many of ``used`` came from ``path``: an IEPile file holds one source (its folder's
-    name), an InstructIE file all of them; None for a schema file (it holds no records)."""
-    if path.name.startswith("schema"):
-        return None
-    if path.parent.name not in {ex.record.source for ex in used} and all(ex.record.source == "InstructIE" for ex in used):
-        return len(used)  # InstructIE: one file per split
-    return sum(ex.record.source == path.parent.name for ex in used)
-
-
 def compiled_manifest(task: str, lang: str, connection: Any, data: TrainingData, baseline: dict[str, Any], best: Any,
-                      study: dict[str, Any], llm: dict[str, int], files: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest of a compiled program: ``best`` is the chosen Optuna trial, or None when the
-    zero-shot baseline is written because no trial beat it on dev. ``chosen``: "trial" (it beat
-    zero-shot on dev), "warm start" (the first warm start, tied with zero-shot) or "baseline"."""
+                      study: dict[str, Any], llm: dict[str, int], files: dict[str, Any] | None = None,
+                      chosen: str | None = None) -> dict[str, Any]:
+    """The manifest of a compiled program: ``best`` is the chosen Optuna trial (complete; in a
+    pareto study its first value is the dev F1), or None when the zero-shot baseline is written
+    because no trial beat it on dev. ``chosen``: "trial" (it beat zero-shot on dev, or is the
+    best within ``--max-tokens-per-record``), "warm start" (the first warm start, tied with
+    zero-shot) or "baseline"; None: told from the F1s."""
     if best is None:
         chosen, dev_f1, dev_by_source, trial = "baseline", baseline["f1"], baseline["by_source"], None
     else:
-        chosen = "trial" if best.value > baseline["f1"] else "warm start"
-        dev_f1, dev_by_source = best.value, best.user_attrs.get("dev_f1_by_source", {})
+        dev_f1, dev_by_source = best.values[0], best.user_attrs.get("dev_f1_by_source", {})
+        chosen = chosen or ("trial" if dev_f1 > baseline["f1"] else "warm start")
         trial = {"number": best.number, "params": best.params, "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "instruction_text"}}
     return {
         "kind": "compiled",

@@ -8,7 +8,8 @@ choices. ``run_optimizer`` is what a trial calls.
 Every optimiser ends with the predictor's demo pool (and, for mipro/gepa, possibly a new
 instruction); ``apply_demo_choice`` then shapes the pool for how demonstrations are chosen:
 ``random`` keeps ``num_demos`` of them, ``coverage`` orders them so the first ``num_demos``
-cover the most labels, ``similar`` keeps a larger pool and the program picks per input.
+cover the most labels, ``similar`` and ``weighted`` keep a larger pool and the program picks
+per input (``weighted`` by the ``demo_weights`` already in the program's settings).
 
 - ``labeled``: DSPy ``LabeledFewShot`` - gold examples as demonstrations.
 - ``bootstrap``: DSPy ``BootstrapFewShot`` - the model's own answers that score > 0 on the
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import optuna
 
 SIMILAR_POOL = 24  # demonstrations kept for per-input selection
+PER_INPUT_CHOICES = ("similar", "weighted")  # demo choices the program makes per input, from a pool
 
 
 class Optimizer:
@@ -114,7 +116,7 @@ def __getattr__(attr: str) -> Any:
 
 
 def _pool_size(num_demos: int, demo_choice: str) -> int:
-    return max(num_demos, SIMILAR_POOL) if demo_choice == "similar" else num_demos
+    return max(num_demos, SIMILAR_POOL) if demo_choice in PER_INPUT_CHOICES else num_demos
 
 
 def _valset(trainset: list[dspy.Example], valset: list[dspy.Example]) -> list[dspy.Example]:
@@ -226,7 +228,9 @@ def apply_demo_choice(program: IEProgram, num_demos: int, demo_choice: str, seed
         demos = cover_labels(demos, len(demos), labels_of=demo_labels, seed=seed)
     program.extract.demos = demos[: _pool_size(num_demos, demo_choice)]
     program.settings.num_demos = num_demos
-    program.settings.demo_selection = "similar" if demo_choice == "similar" else "fixed"
+    program.settings.demo_selection = demo_choice if demo_choice in PER_INPUT_CHOICES else "fixed"
+    if demo_choice != "weighted":
+        program.settings.demo_weights = None  # weights go with weighted selection only (ProgramSettings)
 
 
 def run_optimizer(
@@ -243,6 +247,8 @@ def run_optimizer(
     """Compile ``program`` with optimiser ``name``; returns the optimised copy. ``options``
     missing a setting take its default for ``num_demos`` demonstrations."""
     optimizer = get_optimizer(name)
+    if demo_choice == "weighted" and program.settings.demo_weights is None:  # before any compile call
+        raise ValueError("demo choice 'weighted' needs demo_weights in the program's settings (TrialConfig.settings() sets them)")
     options = {**optimizer.defaults(num_demos), **(options or {})}
     trainset = list(trainset)
     random.Random(seed).shuffle(trainset)  # the trial's seed decides which examples are seen

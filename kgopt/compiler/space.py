@@ -1,9 +1,10 @@
 """The prompt search space: what one Optuna trial decides.
 
 Parameter names are what a person reads in optuna-dashboard, so they say what they are.
-Conditional parameters (the JSON caps, the optimiser's own settings from its
-``suggest_options``) exist only in trials where they apply, which Optuna's TPE sampler handles
-natively.
+Conditional parameters (the JSON caps, the demonstration weights, the optimiser's own settings
+from its ``suggest_options``) exist only in trials where they apply, which Optuna's TPE sampler
+handles natively. Most parameters are categorical or whole numbers; ``temperature`` and, with
+``demo_choice`` "weighted", the four ``demo_w_*`` weights are floats from 0 to 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import optuna
 
 from kgopt.compiler.optimizers import get_optimizer, optimizer_names
+from kgopt.core.demos import DEMO_WEIGHT_KEYS, DemoWeights
 from kgopt.core.tasks import TaskSpec, answer_formats
 from kgopt.program import ProgramSettings
 
@@ -21,10 +23,14 @@ from kgopt.program import ProgramSettings
 # its fingerprint (study.py), so trials of another search space are never mixed with these.
 # space-v2: optimisers' settings come from their registry class; mipro_mipro_trials is
 # mipro_trials; a warm start of bootstrap/mipro/gepa carries that optimiser's defaults.
-SEARCH_SPACE_VERSION = "space-v2"
+# space-v3: demo_choice "weighted" with the float weights demo_w_*; temperature a float in [0, 1]
+# (was one of 0, 0.3, 0.7).
+SEARCH_SPACE_VERSION = "space-v3"
 
-DEMO_CHOICES = ("random", "coverage", "similar")
-TEMPERATURES = (0.0, 0.3, 0.7)
+DEMO_CHOICES = ("random", "coverage", "similar", "weighted")
+TEMPERATURE_RANGE = (0.0, 1.0)
+# demo_choice "weighted": the Optuna parameter of each weight of kgopt.core.demos.DemoWeights.
+DEMO_WEIGHT_PARAMS = {f"demo_w_{k}": k for k in DEMO_WEIGHT_KEYS}
 MAX_TOKENS = (128, 256, 512)
 MAX_ITEMS = (0, 1, 2, 4)  # 0: no cap
 # No longer caps: llama.cpp's grammar engine slows down badly with long string repetitions
@@ -57,13 +63,24 @@ class TrialConfig:
     max_items: int = 0
     max_len: int = 0
     answer_format: str = "oneke"  # searched only for tasks with several formats (KG)
+    # demo_choice "weighted" only: the score's weights (kgopt.core.demos.weighted_demos)
+    demo_w_similarity: float = 0.0
+    demo_w_coverage: float = 0.0
+    demo_w_diversity: float = 0.0
+    demo_w_length: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)  # the optimiser's own settings
+
+    def demo_weights(self) -> DemoWeights | None:
+        if self.demo_choice != "weighted":
+            return None
+        return DemoWeights(**{key: getattr(self, param) for param, key in DEMO_WEIGHT_PARAMS.items()})
 
     def settings(self) -> ProgramSettings:
         return ProgramSettings(
             split_size=self.split_size,
             num_demos=self.num_demos,
-            demo_selection="similar" if self.demo_choice == "similar" else "fixed",
+            demo_selection=self.demo_choice if self.demo_choice in ("similar", "weighted") else "fixed",
+            demo_weights=self.demo_weights(),
             output=self.output,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
@@ -78,6 +95,9 @@ class TrialConfig:
         opts = d.pop("options")
         if self.output != "json":
             d.pop("max_items"), d.pop("max_len")
+        if self.demo_choice != "weighted":
+            for param in DEMO_WEIGHT_PARAMS:
+                d.pop(param)
         return {**d, **{f"{self.optimizer}_{k}": v for k, v in opts.items()}}
 
     @classmethod
@@ -105,13 +125,16 @@ def suggest(
         num_demos=trial.suggest_int("num_demos", 0, max_demos),
         demo_choice=trial.suggest_categorical("demo_choice", list(DEMO_CHOICES)),
         split_size=trial.suggest_categorical("split_size", list(splits or split_choices(spec))),
-        temperature=trial.suggest_categorical("temperature", list(TEMPERATURES)),
+        temperature=trial.suggest_float("temperature", *TEMPERATURE_RANGE),
         output=trial.suggest_categorical("output", ["plain", "json"]),
         max_tokens=trial.suggest_categorical("max_tokens", list(MAX_TOKENS)),
     )
     formats = answer_formats(spec.name)
     if len(formats) > 1:
         cfg.answer_format = trial.suggest_categorical("answer_format", list(formats))
+    if cfg.demo_choice == "weighted":
+        for param in DEMO_WEIGHT_PARAMS:
+            setattr(cfg, param, trial.suggest_float(param, 0.0, 1.0))
     if cfg.output == "json":
         cfg.max_items = trial.suggest_categorical("max_items", list(MAX_ITEMS))
         cfg.max_len = trial.suggest_categorical("max_len", list(MAX_LEN))

@@ -10,6 +10,14 @@ is failed by Optuna's heartbeat, not counted, and run again once. Several worker
 command on one study at once: the creator sets it up, and together they finish exactly
 ``--trials`` trials, each configuration once.
 
+Successive halving (on by default, ``halving``): a trial scores dev in growing rungs (5, 10,
+20, ... records, then all; ``rungs_of``) and after each reports its F1 so far; a trial below the
+median of the trials that reached the same rung is stopped (PRUNED, ``RungPruner``), its rung and
+calls recorded. Only trials that scored every dev record can be chosen. Warm starts are never
+stopped. ``objective="pareto"`` makes the study two-objective (dev F1 up, prompt tokens per dev
+record down; Optuna prunes single-objective studies only, so halving is off): the best F1 is
+written, or with ``max_tokens_per_record`` the best F1 within that cap.
+
 Failures fail: when more than ``max_failed_share`` of a trial's (or the baseline's, or the
 instruction proposals') calls failed, nothing is recorded as a score. The trial is marked
 FAIL with the reason and queued to run again, the run stops with ``CallsFailed`` and no
@@ -24,7 +32,9 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +55,17 @@ from kgopt.compiler.storage import default_storage, fail_dead_trials, open_stora
 from kgopt.compiler.trainset import chunk_examples
 from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.tasks import check_lang, get_task
+from kgopt.data.layouts import DataLayout, UserData, layout_of
 from kgopt.data.readers import AskedRecord, default_data_dir, load_examples
 from kgopt.errors import ArtifactError, BudgetExceeded, CallsFailed, ConfigError, DataError
-from kgopt.evaluate import run_program
+from kgopt.evaluation import run_program
 from kgopt.program import IEProgram, load_program
 from kgopt.redaction import redact_url
 
 DEFAULT_OPTIMIZERS = ("labeled", "bootstrap")
+OBJECTIVES = ("f1", "pareto")  # pareto: dev F1 up, prompt tokens per dev record down
+METRIC_NAMES = {"f1": ["dev F1"], "pareto": ["dev F1", "prompt tokens / record"]}  # as the dashboard shows them
+FIRST_RUNG = 5  # dev records a trial scores before it is first compared with the others
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (the dashboard shows it)
 
 
@@ -75,6 +89,60 @@ def f1_by_source(report: ScoreReport) -> dict[str, float]:
     return {s: c.headline_f1() for s, c in sorted(report.by_source.items())}
 
 
+def rungs_of(n: int) -> list[int]:
+    """Dev records scored before each report: 5, 10, 20, ... while fewer than ``n``, then ``n``
+    (a dev slice of 5 records or fewer is one rung: nothing to stop early)."""
+    rungs, r = [], FIRST_RUNG
+    while r < n:
+        rungs.append(r)
+        r *= 2
+    return rungs + [n]
+
+
+def interleave_sources(dev: list[AskedRecord]) -> list[AskedRecord]:
+    """Dev records taken in turn from each source (in order within a source), so that every rung
+    of successive halving holds every source it can, not the first source's records only."""
+    by_source: dict[str, list[AskedRecord]] = {}
+    for ex in dev:
+        by_source.setdefault(ex.record.source, []).append(ex)
+    queues = list(by_source.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+def prompt_tokens_per_record(used: dict[str, int], records: int) -> float | None:
+    """Prompt tokens per dev record, from the LM usage of scoring ``records`` records. Answers
+    replayed from the response cache carry no usage: they are counted at the mean of the calls
+    sent. None when no call was sent or the endpoint reports no prompt tokens."""
+    if records <= 0 or used["calls"] <= 0 or used["prompt_tokens"] <= 0:
+        return None
+    asked = used["calls"] + used["cache_hits"]
+    return round(used["prompt_tokens"] / used["calls"] * asked / records, 1)
+
+
+def trial_f1(t: optuna.trial.FrozenTrial) -> float | None:
+    """A trial's dev F1 (its first objective), single- or two-objective."""
+    return t.values[0] if t.values else None
+
+
+class RungPruner(optuna.pruners.BasePruner):
+    """Successive halving's rule: stop a trial whose dev F1 at a rung is below the median F1 of
+    the other trials that reached that rung (complete or stopped there or later), once at least
+    ``min_trials`` did. Every trial scores the same records in the same order, so a rung is the
+    same records for all."""
+
+    def __init__(self, min_trials: int = 2):
+        self.min_trials = min_trials
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=states)
+                  if t.number != trial.number and step in t.intermediate_values]
+        return len(others) >= self.min_trials and trial.intermediate_values[step] < statistics.median(others)
+
+
 class Compiler:
     """The state one ``compile_program`` call shares between its trials."""
 
@@ -93,11 +161,13 @@ class Compiler:
         dev_batches: int = 4,
         max_failed_share: float = 0.2,
         fingerprint: str | None = None,
+        halving: bool = True,
+        objective: str = "f1",
     ):
         self.spec = get_task(task)
         self.lang = lang
         self.connection = connection
-        self.train, self.dev = train, dev
+        self.train, self.dev = train, interleave_sources(dev)  # the order rungs take them in
         self.optimizers = optimizers
         self.max_demos = max_demos
         self.seed = seed
@@ -112,6 +182,11 @@ class Compiler:
         self.calls_failed: CallsFailed | None = None  # a trial whose calls failed stopped this run
         self.fingerprint = fingerprint
         self.shield = TrialShield()  # Ctrl-C stops a trial's work, never Optuna's record of it
+        self.objective_name = objective
+        self.halving = halving and objective == "f1"  # Optuna prunes single-objective studies only
+        self.rungs = rungs_of(len(self.dev))
+        self.warm_starts = starting_points(self.spec, optimizers, max_demos)  # never stopped early
+        self.scored = 0  # dev records the last evaluate scored
 
     @property
     def lm(self):
@@ -125,23 +200,30 @@ class Compiler:
         if u["failures"] and u["failures"] > self.max_failed_share * asked:
             raise CallsFailed(f"{what}: {u['failures']} of {asked} LLM calls failed (more than {self.max_failed_share:.0%})")
 
-    def evaluate(self, program: IEProgram, trial: optuna.Trial | None = None, desc: str = "dev") -> ScoreReport:
-        """Score on dev in batches; after each, report to the pruner (which may stop the trial),
-        and stop with ``CallsFailed`` once too many calls failed (a dead endpoint costs one batch)."""
+    def evaluate(self, program: IEProgram, trial: optuna.Trial | None = None, desc: str = "dev", prunable: bool = False) -> ScoreReport:
+        """Score on dev in batches (every quarter and every rung); after each, stop with
+        ``CallsFailed`` once too many calls failed (a dead endpoint costs one batch). At each rung
+        short of all dev, report the F1 so far (step: records scored) to the trial of a
+        single-objective study; if ``prunable`` and the pruner says so, record the rung and stop."""
         lines: list[dict[str, Any]] = []
         n = len(self.dev)
-        bounds = [round(i * n / self.dev_batches) for i in range(self.dev_batches + 1)]
+        quarters = {round(i * n / self.dev_batches) for i in range(self.dev_batches + 1)}
+        bounds = sorted(quarters | set(self.rungs) | {0})
         report = None
         spent = UsageSpan(self.lm.usage)
-        for step, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        reports = trial is not None and self.objective_name == "f1"
+        self.scored = 0
+        for a, b in zip(bounds, bounds[1:]):
             for ls in run_program(program, self.dev[a:b], self.connection, self.threads, desc=f"{desc} {b}/{n}"):
                 lines.extend(ls)
+            self.scored = b
             self.check_calls(spent, desc)
             report = score_lines(self.spec.name, lines)
-            if trial is not None and b < n:
-                trial.report(report.total.headline_f1(), step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"dev F1 {report.total.headline_f1()} after {b} records")
+            if reports and b < n and b in self.rungs:
+                trial.report(report.total.headline_f1(), step=b)
+                if prunable and trial.should_prune():
+                    trial.set_user_attr("rung", b)
+                    raise optuna.TrialPruned(f"dev F1 {report.total.headline_f1()} after {b} of {n} records")
         return report
 
     def build(self, cfg: TrialConfig, seed: int) -> IEProgram:
@@ -173,7 +255,7 @@ class Compiler:
                 trial.study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
             raise
 
-    def _objective(self, trial: optuna.Trial) -> float:
+    def _objective(self, trial: optuna.Trial) -> float | tuple[float, float]:
         if self.trials is not None and _taken_before(trial) >= self.trials:
             # Another worker took the last trial between our check and this trial's start.
             trial.study.stop()
@@ -186,12 +268,19 @@ class Compiler:
         trial.set_user_attr("instruction_text", self.instructions[cfg.instruction])
         trial.set_user_attr("worker", WORKER)
         started, spent = time.monotonic(), UsageSpan(self.lm.usage)
+        compile_calls = None
         try:
             program = self.build(cfg, self.seed + trial.number)
             self.check_calls(spent, f"trial {trial.number} compile")
             compile_calls = spent.counts()["calls"]
+            trial.set_user_attr("compile_calls", compile_calls)
             trial.set_user_attr("demos_in_pool", len(program.extract.demos))
-            report = self.evaluate(program, trial, desc=f"trial {trial.number} dev")
+            dev_spent = UsageSpan(self.lm.usage)
+            prunable = self.halving and cfg not in self.warm_starts  # warm starts always score all of dev
+            try:
+                report = self.evaluate(program, trial, desc=f"trial {trial.number} dev", prunable=prunable)
+            finally:
+                self._record_dev_usage(trial, dev_spent.counts())
         except CallsFailed as exc:
             # FAIL, never a score: not counted towards --trials, and queued to run again.
             trial.set_user_attr("failed", str(exc))
@@ -211,12 +300,20 @@ class Compiler:
             raise
         finally:
             self._record_usage(trial, spent.counts(), started)
-        trial.set_user_attr("compile_calls", compile_calls)
+        trial.set_user_attr("rung", len(self.dev))  # every dev record scored
         trial.set_user_attr("dev_f1_by_source", f1_by_source(report))
         trial.set_user_attr("dev_errors", report.total.errors)
+        tokens = trial.user_attrs.get("prompt_tokens_per_record")
+        if self.objective_name == "pareto" and tokens is None:  # FAIL: a made-up token count would join the front
+            why = ("no prompt tokens to measure: every dev answer came from the response cache, or the endpoint reports no usage "
+                   "(--objective pareto needs the endpoint's prompt token counts)")
+            trial.set_user_attr("error", why)
+            raise ConfigError(f"trial {trial.number}: {why}")
         self.trials_dir.mkdir(parents=True, exist_ok=True)
         program.save_artifact(self.trials_dir / f"trial-{trial.number}.json",
                               {"trial": trial.number, "params": trial.params, "fingerprint": self.fingerprint})
+        if self.objective_name == "pareto":
+            return report.total.headline_f1(), tokens
         return report.total.headline_f1()
 
     def _record_usage(self, trial: optuna.Trial, used: dict[str, int], started: float) -> None:
@@ -224,6 +321,11 @@ class Compiler:
         trial.set_user_attr("llm_tokens", used["total_tokens"])
         trial.set_user_attr("cache_hits", used["cache_hits"])
         trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
+
+    def _record_dev_usage(self, trial: optuna.Trial, used: dict[str, int]) -> None:
+        """The dev scoring's own calls and prompt tokens per record (of the records it scored)."""
+        trial.set_user_attr("dev_calls", used["calls"])
+        trial.set_user_attr("prompt_tokens_per_record", prompt_tokens_per_record(used, self.scored))
 
 
 class SurplusTrial(Exception):
@@ -267,7 +369,7 @@ class CompileOptions:
     study_name: str | None = None  # None: <TASK>_<lang>
     max_calls: int | None = None  # LLM requests this run may send
     out: str | Path | None = None  # None: compiled_dir/<TASK>_<lang>.json
-    data_dir: str | Path | None = None
+    data_dir: str | Path | DataLayout | None = None  # a data root, a folder of your own data, or UserData(...)
     augmented: bool = True
     augmented_dir: str | Path | None = None
     train_limit: int | None = 40
@@ -280,6 +382,9 @@ class CompileOptions:
     new_study: bool = False  # name the study after this run's fingerprint (<name>-<8 hex>)
     force: bool = False  # replace an existing program even if its dev F1 on the same fingerprint is higher
     max_failed_share: float = 0.2  # a trial (or the baseline) with more failed calls than this is FAIL
+    halving: bool = True  # successive halving over dev (single objective only)
+    objective: str = "f1"  # "f1", or "pareto": also minimise prompt tokens per dev record
+    max_tokens_per_record: float | None = None  # pareto: write the best dev F1 among trials within this
 
     def __post_init__(self) -> None:
         self.task = get_task(self.task).name
@@ -290,6 +395,14 @@ class CompileOptions:
             raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
         if not 0 <= self.max_failed_share < 1:
             raise ConfigError("max_failed_share must be at least 0 and below 1")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.max_tokens_per_record is not None:
+            if self.objective != "pareto":
+                # A single-objective study stops trials on F1 alone: the best within a cap may be among them.
+                raise ConfigError("--max-tokens-per-record chooses on the Pareto front: pass --objective pareto")
+            if self.max_tokens_per_record <= 0:
+                raise ConfigError("--max-tokens-per-record must be above 0")
         self.compiled_dir = Path(self.compiled_dir)
 
     @property
@@ -328,8 +441,10 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
     fp = fingerprint_of(o, files, sorted({ex.record.source for ex in data.dev}), connection)
     study, created = _study_for(o, fp)
     comp = Compiler(o.task, o.lang, connection, data.train + data.augmented, data.dev, o.optimizers, o.max_demos, o.seed, o.threads,
-                    Path("runs") / "compile" / study.study_name, max_failed_share=o.max_failed_share, fingerprint=fp.digest)
+                    Path("runs") / "compile" / study.study_name, max_failed_share=o.max_failed_share, fingerprint=fp.digest,
+                    halving=o.halving, objective=o.objective)
     comp.trials = o.trials
+    _say_halving(o, comp)
     try:
         _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals)
         _score_baseline(study, comp)
@@ -352,7 +467,7 @@ def _study_for(o: CompileOptions, fp: Fingerprint) -> tuple[optuna.Study, bool]:
     """The options' study, opened or created. One with another fingerprint is refused with what
     differs: its trials were scored on other data, another model or another search space."""
     name = f"{o.name}-{fp.short}" if o.new_study else o.name
-    study, created = _open_study(o.url, name, o.seed, fp)
+    study, created = _open_study(o.url, name, o.seed, fp, o.objective)
     attrs = study.user_attrs
     where = f"study {name!r} in {redact_url(o.url)}"
     remedy = f"pass --new-study to start the study {o.name}-{fp.short} for this run, or --study NAME"
@@ -367,7 +482,28 @@ def _study_for(o: CompileOptions, fp: Fingerprint) -> tuple[optuna.Study, bool]:
     elif recorded != fp.digest:
         changed = differences(attrs.get("fingerprint_parts", {}), fp.parts) or ["its fingerprint"]
         raise ConfigError(f"{where} was run on another setting; changed: {'; '.join(changed)}. Its trials do not score this run; {remedy}")
+    if study.metric_names is None:  # a study made before kgopt named them
+        _name_metrics(study, o.objective)
     return study, created
+
+
+def _name_metrics(study: optuna.Study, objective: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in practice since Optuna 3.2
+        study.set_metric_names(METRIC_NAMES[objective])
+
+
+def _say_halving(o: CompileOptions, comp: Compiler) -> None:
+    if o.objective == "pareto":
+        if o.halving:
+            logger.info("--objective pareto: successive halving is off (Optuna stops trials early in single-objective studies only)")
+    elif not o.halving:
+        logger.info("successive halving is off (--no-halving): every trial scores all {} dev records", len(comp.dev))
+    elif len(comp.rungs) == 1:
+        logger.info("successive halving: one rung (dev has {} records, {} or fewer): every trial scores all of dev", len(comp.dev), FIRST_RUNG)
+    else:
+        logger.info("successive halving: trials score dev in rungs of {} records; one below the median at a rung stops there",
+                    ", ".join(map(str, comp.rungs)))
 
 
 def _record_fingerprint(study: optuna.Study, fp: Fingerprint) -> None:
@@ -375,14 +511,17 @@ def _record_fingerprint(study: optuna.Study, fp: Fingerprint) -> None:
     study.set_user_attr("fingerprint", fp.digest)
 
 
-def _open_study(url: str, name: str, seed: int, fp: Fingerprint) -> tuple[optuna.Study, bool]:
-    """Create the study, or join it if it exists; True if this process created it."""
+def _open_study(url: str, name: str, seed: int, fp: Fingerprint, objective: str = "f1") -> tuple[optuna.Study, bool]:
+    """Create the study, or join it if it exists; True if this process created it. ``objective``
+    "pareto": two directions (dev F1 up, prompt tokens per record down), no pruner."""
     storage = open_storage(url)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    pruner = RungPruner() if objective == "f1" else optuna.pruners.NopPruner()
+    directions = ["maximize"] if objective == "f1" else ["maximize", "minimize"]
     try:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, constant_liar=True)
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner)
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler, pruner=pruner)
         _record_fingerprint(study, fp)  # before setup_started: a joining worker that sees one sees both
+        _name_metrics(study, objective)
         study.set_user_attr("setup_started", time.time())
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
@@ -402,7 +541,7 @@ def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Aske
         study.set_user_attr("lang", lang)
         study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
         shown = chunk_examples(spec, train, spec.split_size)
-        instructions, counts = propose_instructions(spec, lang, comp.lm, shown, proposals, comp.seed)
+        instructions, counts = propose_instructions(spec, lang, comp.lm, shown, proposals, comp.seed, schemas=[ex.schema for ex in train])
         if counts["failed"] and counts["failed"] > comp.max_failed_share * counts["asked"]:
             # The instruction choices are fixed for the study's life: never fix them short.
             study.set_user_attr("setup_started", None)  # nobody is setting it up now: a re-run need not wait
@@ -432,8 +571,10 @@ def _wait_for_set_up(study: optuna.Study) -> None:
 def _score_baseline(study: optuna.Study, comp: Compiler) -> None:
     if "baseline_dev" not in study.user_attrs:  # stored only when its calls did not fail (evaluate raises)
         logger.info("scoring the zero-shot baseline on dev")
+        spent = UsageSpan(comp.lm.usage)
         report = comp.evaluate(IEProgram(comp.spec.name, comp.lang), desc="zero-shot dev")
-        study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors})
+        study.set_user_attr("baseline_dev", {"f1": report.total.headline_f1(), "by_source": f1_by_source(report), "errors": report.total.errors,
+                                             "prompt_tokens_per_record": prompt_tokens_per_record(spent.counts(), len(comp.dev))})
 
 
 def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, spent: UsageSpan) -> None:
@@ -452,7 +593,7 @@ def _run_trials(study: optuna.Study, comp: Compiler, trials: int, url: str, spen
 
         def progress(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
             u = spent.counts()
-            best = max((t.value for t in _done(st) if t.value is not None and t.state.name == "COMPLETE"), default=None)
+            best = max((trial_f1(t) for t in _done(st) if t.values and t.state.name == "COMPLETE"), default=None)
             bar.set_postfix(best_f1=best, calls=u["calls"], tokens=u["total_tokens"], refresh=False)
             bar.update(1)
 
@@ -487,7 +628,8 @@ def _load_data(o: CompileOptions) -> mf.TrainingData:
     train = load_examples(o.task, o.lang, "train", data_dir=o.data_dir, source=o.source, limit=o.train_limit)
     aug: list[AskedRecord] = []
     aug_root = Path(o.augmented_dir) if o.augmented_dir else default_data_dir() / "augmented"
-    if o.augmented and aug_root.is_dir():
+    # Augmented samples are of IEPile's and InstructIE's sources: never mixed into your own data.
+    if o.augmented and aug_root.is_dir() and not isinstance(layout_of(o.task, o.data_dir), UserData):
         try:
             aug = load_examples(o.task, o.lang, "train", data_dir=aug_root, source=o.source, limit=o.train_limit)
         except DataError as exc:
@@ -500,26 +642,88 @@ def _load_data(o: CompileOptions) -> mf.TrainingData:
     return mf.TrainingData(train, aug, dev, o.data_dir, aug_root, o.source, o.train_limit, o.dev_limit)
 
 
-def _choose(study: optuna.Study, comp: Compiler) -> tuple[IEProgram, optuna.trial.FrozenTrial | None]:
+def _choose(study: optuna.Study, comp: Compiler, cap: float | None = None) -> tuple[IEProgram, optuna.trial.FrozenTrial | None, str]:
     """The best complete trial's program if it beats the zero-shot baseline on dev. On a tie with
     zero-shot, the first warm start (the obvious few-shot program) if it completed: on small dev
     slices ties are common (all 0), and few-shot beat zero-shot on held-out data where measured
-    (BENCHMARKS.md#equal-budget-kgopt-compile-against-plain-dspy-optimisers). Else the baseline."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
-    zero_shot = study.user_attrs["baseline_dev"]["f1"]
-    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
-    if best is not None and best.value == zero_shot:
-        first = starting_points(comp.spec, comp.optimizers, comp.max_demos)[0]
-        best = next((t for t in complete if t.value == zero_shot and TrialConfig.from_params(t.params) == first), None)
+    (BENCHMARKS.md#equal-budget-kgopt-compile-against-plain-dspy-optimisers). Else the baseline.
+
+    Only complete trials count: a trial successive halving stopped saw part of dev. In a pareto
+    study a tie on F1 goes to the fewer prompt tokens per record; with ``cap``
+    (``--max-tokens-per-record``) only trials within it count, and the baseline only if it is
+    within it too (else the best trial within the cap is written even below zero-shot; with none,
+    ``ConfigError`` and nothing is written). Returns the program, its trial (None: the baseline)
+    and how it was chosen: "trial", "warm start" or "baseline"."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
+    pareto = comp.objective_name == "pareto"
+
+    def tokens(t: optuna.trial.FrozenTrial) -> float | None:
+        return t.user_attrs.get("prompt_tokens_per_record")
+
+    def within(value: float | None) -> bool:
+        return cap is None or (value is not None and value <= cap)
+
+    eligible = [t for t in complete if within(tokens(t))]
+    baseline = study.user_attrs["baseline_dev"]
+    zero_shot, zero_tokens = baseline["f1"], baseline.get("prompt_tokens_per_record")
+    best = max(eligible, key=lambda t: (trial_f1(t), -(tokens(t) or 0) if pareto else 0, -t.number)) if eligible else None
+    if not within(zero_tokens):
+        if best is None:
+            fewest = min((tokens(t) for t in complete if tokens(t) is not None), default=None)
+            raise ConfigError(f"no complete trial uses at most {cap:g} prompt tokens per dev record (the fewest: {fewest}), nor does "
+                              f"the zero-shot baseline ({zero_tokens}); no program was written. The study's trials are kept: "
+                              "re-run with a higher --max-tokens-per-record")
+        if trial_f1(best) < zero_shot:
+            logger.warning("the zero-shot baseline ({} prompt tokens per record) is over --max-tokens-per-record {:g}; the best trial "
+                           "within it is written, below zero-shot on dev ({} < {})", zero_tokens, cap, trial_f1(best), zero_shot)
+        return _program_of(best, comp), best, "trial"
+    if best is not None and trial_f1(best) == zero_shot:
+        first = comp.warm_starts[0]
+        best = next((t for t in eligible if trial_f1(t) == zero_shot and TrialConfig.from_params(t.params) == first), None)
         if best is not None:
             logger.warning("no trial beat the zero-shot baseline on dev ({}); the tied first warm start (few-shot) is written", zero_shot)
-    if best is None or best.value < zero_shot:
+            return _program_of(best, comp), best, "warm start"
+    if best is None or trial_f1(best) < zero_shot:
         if not complete:
             logger.warning("no trial completed; the zero-shot baseline is written")
         else:
             logger.warning("no trial beat the zero-shot baseline on dev ({}); the baseline is written", zero_shot)
-        return IEProgram(comp.spec.name, comp.lang), None
-    return _program_of(best, comp), best
+        return IEProgram(comp.spec.name, comp.lang), None, "baseline"
+    return _program_of(best, comp), best, "trial"
+
+
+def _halving_record(study: optuna.Study, comp: Compiler) -> dict[str, Any]:
+    """What successive halving did over the whole study (every run): the trials it stopped, at
+    which rung, and the LLM calls that saved, estimated per stopped trial as its dev calls per
+    record scored times the dev records it did not score."""
+    n = len(comp.dev)
+    stopped = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
+        rung = t.user_attrs.get("rung")
+        if isinstance(rung, int) and 0 < rung < n:
+            calls = t.user_attrs.get("dev_calls", 0)
+            stopped.append({"trial": t.number, "rung": rung, "dev_calls": calls, "calls_saved": round(calls / rung * (n - rung))})
+    record: dict[str, Any] = {"on": comp.halving, "rungs": comp.rungs if comp.halving else [n], "dev_records": n,
+                              "trials_stopped": len(stopped), "calls_saved_estimate": sum(s["calls_saved"] for s in stopped), "stopped": stopped}
+    if comp.objective_name == "pareto":
+        record["off_because"] = "objective pareto: Optuna stops trials early in single-objective studies only"
+    return record
+
+
+def _say_saved(halving: dict[str, Any]) -> None:
+    if halving["trials_stopped"]:
+        n = halving["trials_stopped"]
+        rungs = ", ".join(str(r) for r in sorted(s["rung"] for s in halving["stopped"]))
+        logger.info("early stopping saved ~{} calls ({} trial{} stopped at rungs {} of {} dev records)",
+                    halving["calls_saved_estimate"], n, "s" if n > 1 else "", rungs, halving["dev_records"])
+    elif halving["on"] and len(halving["rungs"]) > 1:
+        logger.info("early stopping saved ~0 calls (no trial stopped at rungs {})", ", ".join(map(str, halving["rungs"][:-1])))
+
+
+def _pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
+    """The complete trials no other beats on both dev F1 and prompt tokens per record, best F1 first."""
+    front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+    return [{"trial": t.number, "f1": t.values[0], "prompt_tokens_per_record": t.values[1]} for t in front]
 
 
 def _program_of(trial: optuna.trial.FrozenTrial, comp: Compiler) -> IEProgram:
@@ -534,7 +738,7 @@ def _program_of(trial: optuna.trial.FrozenTrial, comp: Compiler) -> IEProgram:
 
 def _write_best(study: optuna.Study, comp: Compiler, o: CompileOptions, data: mf.TrainingData, files: dict[str, Any],
                 spent: UsageSpan) -> CompileResult:
-    program, best = _choose(study, comp)
+    program, best, chosen = _choose(study, comp, o.max_tokens_per_record)
     done = _done(study)
     study_record = {
         "name": study.study_name,
@@ -546,9 +750,15 @@ def _write_best(study: optuna.Study, comp: Compiler, o: CompileOptions, data: mf
         "llm_calls": sum(t.user_attrs.get("llm_calls", 0) for t in done),
         "llm_tokens": sum(t.user_attrs.get("llm_tokens", 0) for t in done),
         "trial_seconds": round(sum(t.user_attrs.get("seconds", 0) for t in done), 1),
+        "objective": o.objective,
+        "halving": _halving_record(study, comp),
     }
+    if o.objective == "pareto":
+        study_record["pareto_front"] = _pareto_front(study)
+        study_record["max_tokens_per_record"] = o.max_tokens_per_record
+    _say_saved(study_record["halving"])
     manifest = mf.compiled_manifest(comp.spec.name, comp.lang, comp.connection, data, study.user_attrs["baseline_dev"], best, study_record,
-                                    spent.counts(), files=files)
+                                    spent.counts(), files=files, chosen=chosen)
     result = CompileResult(o.out_path, manifest, study.study_name, redact_url(o.url), len(done), manifest["llm"])
     kept = None if o.force else _better_existing(o.out_path, manifest)
     if kept:

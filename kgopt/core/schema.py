@@ -19,30 +19,47 @@ class Schema:
     roles, ``type_roles`` maps an event type to its roles.
     For an InstructIE topic: ``types`` is ``[topic]``, ``roles`` the topic's relations and
     ``signatures`` the ``headtype_relation_tailtype`` strings.
+    ``descriptions`` maps a label (a type or a role) to what it means, in the words of a user
+    schema file (``docs/own-data.md``); IEPile and InstructIE schemas have none.
     """
 
     types: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     type_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     signatures: tuple[str, ...] = ()
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, types=(), roles=(), type_roles=None, signatures=()) -> "Schema":
+    def make(cls, types=(), roles=(), type_roles=None, signatures=(), descriptions=None) -> "Schema":
         return cls(
             types=tuple(types),
             roles=tuple(roles),
             type_roles={k: tuple(v) for k, v in (type_roles or {}).items()},
             signatures=tuple(signatures),
+            descriptions={str(k): str(v) for k, v in (descriptions or {}).items() if v},
         )
 
     @classmethod
     def coerce(cls, value: Any) -> "Schema":
-        """A Schema, or one from a manifest's dict form ``{types, roles, type_roles, signatures}``."""
+        """A Schema, or one from a manifest's dict form ``{types, roles, type_roles, signatures, descriptions}``."""
         if isinstance(value, Schema):
             return value
         if isinstance(value, dict):
-            return cls.make(value.get("types", ()), value.get("roles", ()), value.get("type_roles", {}), value.get("signatures", ()))
+            descriptions = value.get("descriptions") or {}
+            if not isinstance(descriptions, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in descriptions.items()):
+                raise ConfigError("schema descriptions must be an object mapping a label to its description (a string)")
+            return cls.make(value.get("types", ()), value.get("roles", ()), value.get("type_roles", {}), value.get("signatures", ()),
+                            descriptions)
         raise ConfigError(f"schema must be a kgopt Schema or a dict with types/roles/type_roles, got {type(value).__name__}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form (what ``coerce`` reads back): types, roles, type_roles, and the
+        descriptions when there are any (a schema without keeps the form it always had)."""
+        out: dict[str, Any] = {"types": list(self.types), "roles": list(self.roles),
+                               "type_roles": {k: list(v) for k, v in self.type_roles.items()}}
+        if self.descriptions:
+            out["descriptions"] = dict(self.descriptions)
+        return out
 
 
 def merge_schemas(schemas) -> Schema:
@@ -50,12 +67,15 @@ def merge_schemas(schemas) -> Schema:
     types: list[str] = []
     roles: list[str] = []
     type_roles: dict[str, tuple[str, ...]] = {}
+    descriptions: dict[str, str] = {}
     for s in schemas:
         types += [t for t in s.types if t not in types]
         roles += [r for r in s.roles if r not in roles]
         for t, rs in s.type_roles.items():
             type_roles.setdefault(t, rs)
-    return Schema.make(types, roles, type_roles)
+        for label, text in s.descriptions.items():
+            descriptions.setdefault(label, text)
+    return Schema.make(types, roles, type_roles, descriptions=descriptions)
 
 
 @dataclass

@@ -46,6 +46,35 @@ def iter_json(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         yield from _iter_lines(path)
 
 
+def iter_json_or_errors(path: str | os.PathLike) -> Iterator[tuple[int | None, Any]]:
+    """``iter_json`` for checking a file: a bad line is yielded as ``(line, DataError)`` and the
+    reading goes on with the next line (a JSON-array file, or a line too long to skip, stops there)."""
+    path = Path(path)
+    if not path.is_file():
+        yield None, DataError("file not found", str(path))
+        return
+    if _first_char(path) == "[":
+        try:
+            yield from _iter_array(path)
+        except DataError as exc:
+            yield exc.line, exc
+        return
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(_lines(fh), 1):
+            if len(raw) > MAX_RECORD_BYTES:
+                yield lineno, DataError(f"line longer than {MAX_RECORD_BYTES} bytes; the rest of the file is not checked", str(path), lineno)
+                return
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                yield lineno, loads_checked(line, str(path), lineno)
+            except UnicodeDecodeError as exc:
+                yield lineno, DataError(f"not UTF-8 ({exc.reason} at byte {exc.start})", str(path), lineno)
+            except DataError as exc:
+                yield lineno, exc
+
+
 def loads_checked(text: str | bytes, path: str, line: int | None) -> Any:
     """``json.loads`` whose failures (bad JSON, nesting too deep) are a ``DataError`` at ``path:line``."""
     try:

@@ -5,21 +5,26 @@
 - IEPile instruction files ``train.json``/``dev.json``: ``{"task","source","instruction","output"}``.
 - InstructIE ``{train,valid,test}_{zh,en}.json`` plus ``schema_{zh,en}.json`` (topic ->
   [[signatures], [relations]]).
+- kgopt's own format for a user's data (``docs/own-data.md``): JSON lines of unified records
+  (``read_user_records``) plus one ``{"labels": [...]}`` schema object (``read_user_schema``).
 
-Every reader streams and every bad record raises ``DataError`` naming file and line.
+Every reader streams and every bad record raises ``DataError`` naming file and line. Where a
+task's files are (a tree, files, a user's folder) is the business of ``kgopt.data.layouts``;
+``load_examples``, ``split_files`` and ``list_sources`` ask the layout of their ``data_dir``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from kgopt.core.schema import Record, Schema
 from kgopt.core.shapes import RECORD_ITEMS
-from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
+from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.jsonio import iter_json, loads_checked
 from kgopt.errors import DataError
 from kgopt.locations import default_data_dir
@@ -82,13 +87,19 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
         yield lineno, obj, text
 
 
-def read_unified(path: str | os.PathLike, label_key: str, source: str = "") -> Iterator[Record]:
-    """IEPile unified records ``{"text", <label_key>: [...]}``; ``id`` is kept if present."""
+def iter_unified(path: str | os.PathLike, label_key: str, source: str = "") -> Iterator[tuple[int, Record]]:
+    """``(line, record)`` for each IEPile unified record of a file (``read_unified``)."""
     path = Path(path)
     for lineno, obj, text in _records(path):
         labels = check_labels(label_key, obj.get(label_key, []), path, lineno)
         rid = obj.get("id", lineno)
-        yield Record(id=str(rid), text=text, labels=labels, source=source)
+        yield lineno, Record(id=str(rid), text=text, labels=labels, source=source)
+
+
+def read_unified(path: str | os.PathLike, label_key: str, source: str = "") -> Iterator[Record]:
+    """IEPile unified records ``{"text", <label_key>: [...]}``; ``id`` is kept if present."""
+    for _, rec in iter_unified(path, label_key, source):
+        yield rec
 
 
 @dataclass
@@ -148,24 +159,236 @@ def read_instructie_schema(path: str | os.PathLike) -> dict[str, Schema]:
     return out
 
 
-def read_instructie(path: str | os.PathLike) -> Iterator[Record]:
-    """InstructIE records ``{"id","cate","text","relation":[{head,head_type,relation,tail,tail_type}]}``."""
+def iter_instructie(path: str | os.PathLike) -> Iterator[tuple[int, Record]]:
+    """``(line, record)`` for each InstructIE record of a file (``read_instructie``)."""
     path = Path(path)
     for lineno, obj, text in _records(path):
         cate = obj.get("cate")
         if cate is not None and not isinstance(cate, str):
             raise DataError("field 'cate' must be a string", str(path), lineno)
         labels = check_labels("relation", obj.get("relation", []), path, lineno)
-        yield Record(id=str(obj.get("id", lineno)), text=text, labels=labels, source="InstructIE", cate=cate)
+        yield lineno, Record(id=str(obj.get("id", lineno)), text=text, labels=labels, source="InstructIE", cate=cate)
+
+
+def read_instructie(path: str | os.PathLike) -> Iterator[Record]:
+    """InstructIE records ``{"id","cate","text","relation":[{head,head_type,relation,tail,tail_type}]}``."""
+    for _, rec in iter_instructie(path):
+        yield rec
+
+
+# --- the user format: JSON lines of unified records, and a {"labels": [...]} schema ---------------
+
+USER_TASKS = ("NER", "RE", "EE", "EET", "EEA")  # the task families the user format holds
+USER_SCHEMA_KEYS = ("labels",)
+USER_LABEL_KEYS = ("label", "description", "roles")
+
+
+def _user_task(task: str, path: Path | None) -> Any:
+    spec = get_task(task)
+    if spec.name not in USER_TASKS:
+        raise DataError(f"the user data format holds {', '.join(USER_TASKS)} records, not {spec.name} "
+                        "(KG reads InstructIE's layout)", str(path) if path is not None else None)
+    return spec
+
+
+def _json_object_file(path: Path, what: str) -> tuple[Any, str]:
+    """A small file holding one JSON document (read whole), and its text; errors name file and line."""
+    if not path.is_file():
+        raise DataError(f"{what} not found", str(path))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 ({exc.reason})", str(path)) from None
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg}", str(path), exc.lineno) from None
+    except RecursionError:
+        raise DataError("invalid JSON: nested too deeply", str(path)) from None
+
+
+def _element_lines(text: str, key: str, expected: list[Any]) -> list[int | None]:
+    """The line each element of the top-level list ``key`` starts on (for error messages), or
+    Nones when the text cannot be followed (the decoded elements must be ``expected``)."""
+    none = [None] * len(expected)
+    m = re.search(r'"' + re.escape(key) + r'"\s*:\s*\[', text)
+    if not m:
+        return none
+    decoder, pos, out = json.JSONDecoder(), m.end(), []
+    ws = re.compile(r"[ \t\r\n]*")
+    for want in expected:
+        pos = ws.match(text, pos).end()
+        try:
+            got, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            return none
+        if got != want:
+            return none
+        out.append(text.count("\n", 0, pos) + 1)
+        pos = ws.match(text, end).end()
+        if text.startswith(",", pos):
+            pos += 1
+    return out
+
+
+def _nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def read_user_schema(path: str | os.PathLike, task: str) -> Schema:
+    """A user schema file: one JSON object ``{"labels": [label, ...]}``, each label a string or
+    ``{"label": str, "description": str?, "roles": [str]?}`` (roles: EE/EET/EEA event types only).
+
+    NER's labels are entity types, RE's relations, the EE family's event types (with their
+    argument roles). Every field is checked: a ``DataError`` names the file, the label's line
+    and the field.
+    """
+    path = Path(path)
+    spec = _user_task(task, path)
+    events = spec.label_key == "event"
+    data, text = _json_object_file(path, "schema file")
+    where = str(path)
+    if not isinstance(data, dict):
+        raise DataError('a schema file holds one JSON object {"labels": [...]}', where, 1)
+    unknown = [k for k in data if k not in USER_SCHEMA_KEYS]
+    if unknown:
+        raise DataError(f"unknown field(s) {', '.join(map(repr, unknown))}; a schema file holds \"labels\" only", where)
+    if "labels" not in data:
+        raise DataError("field 'labels' is missing", where)
+    labels = data["labels"]
+    if not isinstance(labels, list) or not labels:
+        raise DataError("field 'labels' must be a non-empty list", where)
+    lines = _element_lines(text, "labels", labels)
+    names: list[str] = []
+    roles: list[str] = []
+    type_roles: dict[str, list[str]] = {}
+    descriptions: dict[str, str] = {}
+    first_line: dict[str, int | None] = {}
+    for i, (item, line) in enumerate(zip(labels, lines)):
+        field_name = f"labels[{i}]"
+        if isinstance(item, str):
+            item = {"label": item}
+        elif not isinstance(item, dict):
+            raise DataError(f"field {field_name!r} must be a string or an object {{label, description?, roles?}}", where, line)
+        unknown = [k for k in item if k not in USER_LABEL_KEYS]
+        if unknown:
+            raise DataError(f"field {field_name!r}: unknown field(s) {', '.join(map(repr, unknown))} "
+                            f"(a label has {', '.join(USER_LABEL_KEYS)})", where, line)
+        name = item.get("label")
+        if not _nonempty_str(name):
+            raise DataError(f"field '{field_name}.label' is missing or not a non-empty string", where, line)
+        if name in first_line:
+            at = f" (first on line {first_line[name]})" if first_line[name] else ""
+            raise DataError(f"field '{field_name}.label': label {name!r} is listed twice{at}", where, line)
+        first_line[name] = line
+        desc = item.get("description")
+        if desc is not None and not isinstance(desc, str):
+            raise DataError(f"field '{field_name}.description' must be a string", where, line)
+        if "roles" in item:
+            if not events:
+                raise DataError(f"field '{field_name}.roles': only event types (EE, EET, EEA) have roles; this is {spec.name}", where, line)
+            rs = item["roles"]
+            if not isinstance(rs, list) or not all(_nonempty_str(r) for r in rs):
+                raise DataError(f"field '{field_name}.roles' must be a list of non-empty strings", where, line)
+            if len(set(rs)) != len(rs):
+                raise DataError(f"field '{field_name}.roles' lists a role twice", where, line)
+        names.append(name)
+        if desc and desc.strip():
+            descriptions[name] = desc.strip()
+        if events:
+            type_roles[name] = list(item.get("roles", []))
+            roles += [r for r in type_roles[name] if r not in roles]
+    if events:
+        return Schema.make(names, roles, type_roles, descriptions=descriptions)
+    if spec.label_key == "relation":
+        return Schema.make((), names, {}, descriptions=descriptions)
+    return Schema.make(names, (), {}, descriptions=descriptions)
+
+
+def is_user_schema(path: str | os.PathLike) -> bool:
+    """Whether a schema file is in the user format (one JSON object) rather than IEPile's lines."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")
+    except OSError:
+        return False
+    return head.startswith(b"{")  # IEPile's schema starts with its list of types
+
+
+def read_schema_file(path: str | os.PathLike, task: str) -> Schema:
+    """A schema file for ``task`` in either format: the user one, or IEPile's three lines."""
+    return read_user_schema(path, task) if is_user_schema(path) else read_iepile_schema(path)
+
+
+def _user_items(key: str, labels: Any, path: Path, lineno: int) -> list[dict[str, Any]]:
+    """``check_labels`` and more: every span and label field a non-empty string."""
+    check_labels(key, labels, path, lineno)
+    items = RECORD_ITEMS[key]
+    for i, item in enumerate(labels):
+        for f in items.fields:
+            if f == "arguments":
+                for j, arg in enumerate(item[f]):
+                    for g in ("argument", "role"):
+                        if not _nonempty_str(arg[g]):
+                            raise DataError(f"field '{key}[{i}].arguments[{j}].{g}' must be a non-empty string", str(path), lineno)
+            elif not _nonempty_str(item[f]):
+                raise DataError(f"field '{key}[{i}].{f}' must be a non-empty string", str(path), lineno)
+    return labels
+
+
+def user_record(obj: Any, label_key: str, path: Path, lineno: int, source: str = "user") -> Record:
+    """One line of a user records file as a ``Record``, every field checked (``DataError`` names
+    the file, the line and the field). ``id`` is optional (a string or an integer; default the
+    line number); the ``label_key`` list is required (empty for a text with nothing to extract)."""
+    where = str(path)
+    if not isinstance(obj, dict):
+        raise DataError("a record must be a JSON object", where, lineno)
+    if "text" not in obj:
+        raise DataError("field 'text' is missing", where, lineno)
+    text = obj["text"]
+    if not _nonempty_str(text):
+        raise DataError("field 'text' must be a non-empty string", where, lineno)
+    rid = obj.get("id", lineno)
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
+        raise DataError("field 'id' must be a non-empty string or an integer", where, lineno)
+    if label_key not in obj:
+        others = [k for k in RECORD_ITEMS if k in obj]
+        hint = f"; the record has {others[0]!r}: is the task right?" if others else " (an empty list if the text has none)"
+        raise DataError(f"field {label_key!r} is missing{hint}", where, lineno)
+    labels = _user_items(label_key, obj[label_key], path, lineno)
+    return Record(id=str(rid), text=text, labels=labels, source=source)
+
+
+def read_user_records(path: str | os.PathLike, task: str, source: str = "user") -> Iterator[Record]:
+    """A user records file: JSON lines ``{"id"?, "text", <entity|relation|event>: [...]}`` (the
+    unified records of ``read_unified``, checked strictly); ids must not repeat."""
+    path = Path(path)
+    spec = _user_task(task, path)
+    seen: dict[str, int] = {}
+    for lineno, obj in iter_json(path):
+        rec = user_record(obj, spec.label_key, path, lineno, source)
+        if isinstance(obj, dict) and "id" in obj:
+            if rec.id in seen:
+                raise DataError(f"field 'id': {rec.id!r} is the id of line {seen[rec.id]} too", str(path), lineno)
+            seen[rec.id] = lineno
+        yield rec
 
 
 # --- layouts: a data directory, a task, a language, a split --------------------------------------
 
 
+def _base(data_dir) -> Path:
+    if data_dir is None or data_dir == "":
+        return default_data_dir()
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise DataError(f"{data_dir!r} is not a data folder (this data has another layout)")
+    return Path(data_dir)
+
 
 def iepile_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The IEPile root: ``data_dir`` itself if it holds IE-zh/IE-en, else ``data_dir/iepile``."""
-    base = Path(data_dir) if data_dir else default_data_dir()
+    base = _base(data_dir)
     if (base / "IE-zh").is_dir() or (base / "IE-en").is_dir():
         return base
     for name in ("iepile", "IEPile", "IEPILE"):
@@ -175,7 +398,7 @@ def iepile_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def instructie_root(data_dir: str | os.PathLike | None = None) -> Path:
-    base = Path(data_dir) if data_dir else default_data_dir()
+    base = _base(data_dir)
     if any(base.glob("schema_*.json")):
         return base
     for name in ("InstructIE", "instructie"):
@@ -187,21 +410,13 @@ def instructie_root(data_dir: str | os.PathLike | None = None) -> Path:
 SPLITS = ("train", "dev", "valid", "test")  # dev and valid name the same split
 
 
-def _split_file(split: str, dataset: str) -> str:
-    if dataset == "instructie":
-        return {"dev": "valid"}.get(split, split)
-    return {"valid": "dev"}.get(split, split)
-
-
 def list_sources(task: str, lang: str, data_dir=None) -> list[str]:
+    """The sources of a task in ``data_dir`` (a path, or a ``kgopt.data.layouts`` layout such as ``UserData``)."""
+    from kgopt.data.layouts import layout_of
+
     spec = get_task(task)
     check_lang(lang)
-    if spec.dataset == "instructie":
-        return ["InstructIE"]
-    folder = iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / "schema.json").is_file())
+    return layout_of(spec, data_dir).sources(spec, lang)
 
 
 @dataclass
@@ -220,60 +435,24 @@ def load_examples(
     source: str | None = None,
     limit: int | None = None,
 ) -> list[AskedRecord]:
-    """Records of one task/language/split, each with its schema. ``limit`` applies per source."""
+    """Records of one task/language/split, each with its schema. ``limit`` applies per source.
+
+    ``data_dir``: a data root (IEPile tree and InstructIE files), a folder of a user's data
+    (``train.jsonl``, ``dev.jsonl``, ``test.jsonl``, ``schema.json``) or a layout object
+    (``kgopt.data.layouts.UserData(train=..., dev=..., schema=...)``); None: the default root.
+    """
+    from kgopt.data.layouts import layout_of
+
     spec = get_task(task)
     check_lang(lang)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    out: list[AskedRecord] = []
-    if spec.dataset == "instructie":
-        root = instructie_root(data_dir)
-        schemas = read_instructie_schema(root / f"schema_{lang}.json")
-        path = root / f"{_split_file(split, 'instructie')}_{lang}.json"
-        for rec in read_instructie(path):
-            if limit is not None and len(out) >= limit:
-                break
-            if rec.cate not in schemas:
-                raise DataError(f"record {rec.id}: topic {rec.cate!r} is not in schema_{lang}.json", str(path))
-            out.append(AskedRecord(rec, schemas[rec.cate]))
-        return out
-    sources = [source] if source else list_sources(spec.name, lang, data_dir)
-    read_any = False
-    if not sources:
-        raise DataError(f"no {spec.name} sources for {lang}", str(iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]))
-    for src in sources:
-        folder = iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name] / src
-        if not folder.is_dir():
-            raise DataError(f"unknown source {src!r} (have: {', '.join(list_sources(spec.name, lang, data_dir))})", str(folder))
-        schema = read_iepile_schema(folder / "schema.json")
-        path = folder / f"{_split_file(split, 'iepile')}.json"
-        if not source and not path.is_file():
-            continue  # e.g. DeepKE_sample ships a test split only
-        read_any = True
-        n = 0
-        for rec in read_unified(path, spec.label_key, src):
-            if limit is not None and n >= limit:
-                break
-            # EEA is asked with the record's triggers: a record with no event asks nothing.
-            if spec.given_triggers and not rec.labels:
-                continue
-            out.append(AskedRecord(rec, schema))
-            n += 1
-    if not read_any:
-        raise DataError(f"no {spec.name} source has a {split} split", str(iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name]))
-    return out
+    return layout_of(spec, data_dir).examples(spec, lang, split, source, limit)
 
 
 def split_files(task: str, lang: str, split: str, data_dir=None, source: str | None = None) -> list[Path]:
     """The files ``load_examples`` reads for a split (data and schema), for hashing into manifests."""
+    from kgopt.data.layouts import layout_of
+
     spec = get_task(task)
-    if spec.dataset == "instructie":
-        root = instructie_root(data_dir)
-        return [root / f"{_split_file(split, 'instructie')}_{lang}.json", root / f"schema_{lang}.json"]
-    out = []
-    for src in [source] if source else list_sources(spec.name, lang, data_dir):
-        folder = iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[spec.name] / src
-        path = folder / f"{_split_file(split, 'iepile')}.json"
-        if path.is_file():
-            out += [path, folder / "schema.json"]
-    return out
+    return layout_of(spec, data_dir).split_files(spec, lang, split, source)

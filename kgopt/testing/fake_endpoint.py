@@ -241,6 +241,21 @@ class FaultProxy(_Serving):
         return resp.status, data
 
 
+def fake_connection(url: str, *, model: str = "fake", timeout: float = 30.0, retries: int = 4, backoff: float = 0.01,
+                    cache_dir=None, max_calls: int | None = None):
+    """A ``Connection`` to a test endpoint (a ``FakeEndpoint`` or ``FaultProxy``): the identity
+    ``connect`` gives it, retries with a short backoff, and no response cache unless ``cache_dir``."""
+    from pathlib import Path
+
+    from kgopt.clients.config import EndpointConfig
+    from kgopt.clients.lm import Connection, EndpointLM, ResponseCache
+
+    config = EndpointConfig(api_base=url, model=model, timeout=timeout, max_retries=retries)
+    cache = ResponseCache(Path(cache_dir) / "responses.sqlite") if cache_dir else None
+    lm = EndpointLM(url, model, timeout=timeout, max_retries=retries, backoff=backoff, cache=cache, max_calls=max_calls)
+    return Connection(lm=lm, config=config, identity=config.identity(), embedded=False)
+
+
 def main() -> None:  # pragma: no cover - used by scripts/bench_extract.py in a subprocess
     import argparse
     import signal

@@ -4,6 +4,6 @@
 and the augmented files under ``dataset/augmented/``.
 """
 
-from kgopt.augment.generate import AugmentOptions, AugmentReport, augment, run_augment
+from kgopt.augmentation.generate import AugmentOptions, AugmentReport, augment, run_augment
 
 __all__ = ["augment", "run_augment", "AugmentOptions", "AugmentReport"]

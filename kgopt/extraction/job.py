@@ -33,7 +33,7 @@ from kgopt.core.tasks import check_lang, get_task
 from kgopt.data.documents import BadLine, Document, check_documents
 from kgopt.data.jsonio import dumps, write_atomic
 from kgopt.errors import BudgetExceeded, ConfigError, DataError, ExtractAborted, KgoptError
-from kgopt.extract.results import FAILED, ResultLog
+from kgopt.extraction.results import FAILED, ResultLog
 from kgopt.graph.build import EXTRACT_TASKS, GraphBuilder, mentions_from_labels
 from kgopt.graph.export import write_exports
 from kgopt.graph.view import VIEW, write_view
@@ -101,14 +101,14 @@ def _default_program(task: str, lang: str) -> Path:
 
 def _iepile_schema(task: str, lang: str, manifest: dict, data_dir) -> Schema:
     """The union of the manifest's schemas, else of the data's source schemas."""
-    from kgopt.data.readers import TASK_FOLDER, iepile_root, list_sources, read_iepile_schema
+    from kgopt.data.layouts import layout_of
 
     if manifest.get("schemas"):
         return merge_schemas(Schema.coerce(v) for v in manifest["schemas"].values())
-    root = iepile_root(data_dir) / f"IE-{lang}" / TASK_FOLDER[task]
-    schema = merge_schemas(read_iepile_schema(root / src / "schema.json") for src in list_sources(task, lang, data_dir))
+    spec = get_task(task)
+    schema = merge_schemas(layout_of(spec, data_dir).schemas(spec, lang).values())  # an IEPile tree's sources, or a user's schema
     if not (schema.types or schema.roles):
-        raise ConfigError(f"no schema for {task}/{lang}: pass --schema {task}=FILE (an IEPile schema.json)")
+        raise ConfigError(f"no schema for {task}/{lang}: pass --schema {task}=FILE (a schema.json: IEPile's, or a {{\"labels\": [...]}} one)")
     return schema
 
 
@@ -120,7 +120,7 @@ def plan_programs(
     data_dir=None,
 ) -> list[TaskProgram]:
     """Load each task's program (given, compiled, or baseline) and its schema."""
-    from kgopt.data.readers import instructie_root, read_iepile_schema, read_instructie_schema
+    from kgopt.data.readers import instructie_root, read_instructie_schema, read_schema_file
     from kgopt.program import load_program
 
     lang = check_lang(lang)
@@ -150,7 +150,7 @@ def plan_programs(
             sp = Path(schemas.pop(task, None) or instructie_root(data_dir) / f"schema_{lang}.json")
             tp.topics, tp.topics_from = read_instructie_schema(sp), str(sp)
         elif task in schemas:
-            tp.schema = read_iepile_schema(schemas.pop(task))
+            tp.schema = read_schema_file(schemas.pop(task), task)  # IEPile's three lines, or a user's {"labels": [...]}
         else:
             tp.schema = _iepile_schema(task, lang, manifest, data_dir)
         logger.info("{}: {} ({})", task, path, "given" if task in given else "compiled" if path.parent.name == "compiled" else "zero-shot baseline")

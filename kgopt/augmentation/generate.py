@@ -24,14 +24,15 @@ import ujson
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.augment.validate import REASONS, SampleChecker
+from kgopt.augmentation.validate import REASONS, SampleChecker
 from kgopt.clients.lm import CALL_ERRORS, UsageSpan, as_connection, complete_text
 from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
 from kgopt.core.shapes import RecordItems, shape_named
 from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
 from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
-from kgopt.data.readers import default_data_dir, iepile_root, instructie_root, list_sources, load_examples
+from kgopt.data.layouts import IEPileTree, InstructIEFiles, layout_of
+from kgopt.data.readers import default_data_dir
 from kgopt.errors import DataError
 from kgopt.redaction import redact_identity, scrub
 
@@ -119,36 +120,40 @@ def _sample_schema(items: RecordItems, schema: Schema, n: int) -> dict[str, Any]
 
 def _units(spec, lang: str, source: str | None, data_dir, out_root: Path, train_limit: int | None) -> list[_Unit]:
     """What to augment, read with ``load_examples``' ``limit`` so that the records shown are the
-    ones ``kgopt compile --train-limit`` trains on (the first N of the file, or of each source)."""
-    if spec.dataset == "instructie":
-        root = instructie_root(data_dir)
+    ones ``kgopt compile --train-limit`` trains on (the first N of the file, or of each source).
+    Where the files are is the data layout's (``kgopt.data.layouts``)."""
+    layout = layout_of(spec, data_dir)
+    if isinstance(layout, InstructIEFiles):
         by_topic: dict[str, list[Record]] = defaultdict(list)
         schemas: dict[str, Schema] = {}
-        for ex in load_examples(spec.name, lang, "train", data_dir=data_dir, limit=train_limit):
+        for ex in layout.examples(spec, lang, "train", limit=train_limit):
             by_topic[ex.record.cate or ""].append(ex.record)
             schemas[ex.record.cate or ""] = ex.schema
         topics = [source] if source else sorted(by_topic)
         out = []
         for t in topics:
             if t not in by_topic:
-                raise DataError(f"no training records of topic {t!r} (have: {', '.join(sorted(by_topic))})", str(root / f"train_{lang}.json"))
+                raise DataError(f"no training records of topic {t!r} (have: {', '.join(sorted(by_topic))})", str(layout.split_file(lang, "train")))
             out.append(
-                _Unit(t, schemas[t], by_topic[t], out_root / "InstructIE" / f"train_{lang}.json", root / f"schema_{lang}.json", out_root / "InstructIE" / f"schema_{lang}.json", cate=t)
+                _Unit(t, schemas[t], by_topic[t], out_root / "InstructIE" / f"train_{lang}.json", layout.schema_file(lang), out_root / "InstructIE" / f"schema_{lang}.json", cate=t)
             )
         return out
+    if not isinstance(layout, IEPileTree):
+        raise DataError(f"kgopt augment writes samples into IEPile's and InstructIE's layouts; it does not augment {layout} "
+                        "(docs/own-data.md)")
     folder_task = TASK_FOLDER[spec.name]
     out = []
-    for src in [source] if source else list_sources(spec.name, lang, data_dir):
-        folder = iepile_root(data_dir) / f"IE-{lang}" / folder_task / src
-        if not (folder / "train.json").is_file():
+    for src in [source] if source else layout.sources(spec, lang):
+        train_file = layout.split_file(spec, lang, src, "train")
+        if not train_file.is_file():
             if source:
-                raise DataError("this source has no train split to learn from", str(folder / "train.json"))
+                raise DataError("this source has no train split to learn from", str(train_file))
             continue
-        exs = load_examples(spec.name, lang, "train", data_dir=data_dir, source=src, limit=train_limit)
+        exs = layout.examples(spec, lang, "train", source=src, limit=train_limit)
         if not exs:
             continue
         dst = out_root / "iepile" / f"IE-{lang}" / folder_task / src
-        out.append(_Unit(src, exs[0].schema, [e.record for e in exs], dst / "train.json", folder / "schema.json", dst / "schema.json"))
+        out.append(_Unit(src, exs[0].schema, [e.record for e in exs], dst / "train.json", train_file.parent / "schema.json", dst / "schema.json"))
     return out
 
 
