@@ -16,7 +16,7 @@ import optuna
 from kgopt.clients.credentials import cli_storage_url
 from kgopt.compiler.storage import existing_storage
 
-KEYS = ("answer_format", "output", "num_demos", "demo_choice", "split_size", "instruction", "temperature", "max_items", "max_len")
+KEYS = ("answer_format", "output", "num_demos", "demo_choice", "split_size", "instruction", "temperature", "max_items", "max_len", "demo_w_similarity", "demo_w_coverage", "demo_w_diversity", "demo_w_length")
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
                 continue
             a = t.user_attrs
             note = a.get("error") or a.get("failed") or (f"duplicate of {a['duplicate_of']}" if "duplicate_of" in a else "") or a.get("stopped", "")
-            value = f"{t.value:.2f}" if t.value is not None else ""
+            value = f"{t.values[0]:.2f}" if t.values else ""  # dev F1: the first objective of a pareto study too
             print(
                 f"| {name} | {base if base is not None else ''} | {t.number} | {t.state.name} | "
                 + " | ".join(str(t.params.get(k, "")) for k in KEYS)

@@ -29,6 +29,20 @@ def test_compile_on_the_embedded_model(embedded, shared_data, tmp_path):
     assert m["study"]["name"] == "NER_en" and len(m["data"]["dev"]) == 2  # dev.json + schema.json
 
 
+def test_compile_with_instructzero_and_cmaes_on_the_embedded_model(embedded, shared_data, tmp_path):
+    """The continuous search end to end: the embedded model writes instructions from soft prompts
+    (in-process, white box), the served model is scored with them (black box, text only), and a
+    CMA-ES study searches the rest."""
+    res = compile_program(
+        "NER", "en", embedded, source="CrossNER_AI", trials=1, data_dir=shared_data, compiled_dir=tmp_path,
+        train_limit=6, dev_limit=1, max_demos=1, instruction_proposals=0, augmented=False, instructzero_trials=2, sampler="cmaes",
+    )
+    iz = res.manifest["study"]["instructzero"]
+    assert len(iz["trials"]) == 2 and len(iz["best"]["z"]) == iz["writer"]["d"]
+    assert len(iz["writer"]["model"]["sha256"]) == 64  # the writer's weights, verified before use
+    assert all(isinstance(t["instruction"], str) for t in iz["trials"])
+
+
 def test_augment_on_the_embedded_model(embedded, shared_data, tmp_path):
     rep = augment("NER", "en", embedded, source="CrossNER_AI", per_label=2, max_labels=1, data_dir=shared_data, out_dir=tmp_path)
     d = rep.to_json()

@@ -344,6 +344,8 @@ def compile_cmd(
     proposals: int = typer.Option(2, "--instruction-proposals", min=0, help="Instruction variants to ask the LLM for (plus the official one)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of demonstration sampling."),
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe (default), or cmaes: CMA-ES on the numeric parameters (demonstration weights, temperature), TPE for the rest."),
+    instructzero: int = typer.Option(0, "--instructzero", min=0, help="InstructZero-style search: N instructions written by the embedded model from soft prompts, each scored zero-shot on dev; the best joins the candidates (needs the local extra)."),
     halving: bool = typer.Option(True, "--halving/--no-halving", help="Successive halving: score dev in rungs (5, 10, 20, ... records) and stop a trial below the median at a rung."),
     objective: str = typer.Option(
         "f1", "--objective", help="f1 (default): maximise dev F1. pareto: also minimise prompt tokens per dev record (two objectives; no halving)."
@@ -378,6 +380,7 @@ def compile_cmd(
         storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
         train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
         new_study=new_study, force=force, halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record,
+        sampler=sampler, instructzero_trials=instructzero,
     )
     m = res.manifest
     typer.echo(f"{m['task']}/{m['lang']}: dev F1 {m['dev']['f1']:.2f} (zero-shot {m['baseline_dev']['f1']:.2f}), chosen: {m['chosen']}")

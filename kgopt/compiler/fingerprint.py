@@ -16,6 +16,7 @@ import dspy
 import ujson
 
 from kgopt import __version__
+from kgopt.compiler import instructzero
 from kgopt.compiler.instructions import PROMPT_VERSION
 from kgopt.compiler.space import SEARCH_SPACE_VERSION
 from kgopt.redaction import redact_identity
@@ -47,7 +48,15 @@ def fingerprint_of(options: Any, files: dict[str, Any], sources: list[str], conn
     # before objectives existed keep their fingerprint. Successive halving is not a part: a
     # complete trial scores all of dev either way, and only complete trials choose the program.
     objective = getattr(o, "objective", "f1")
-    return Fingerprint({**({"objective": objective} if objective != "f1" else {}),
+    # The same rule for what changes the search but not its defaults: the sampler (CMA-ES asks
+    # every trial the demonstration weights) and InstructZero's instruction candidates.
+    extra = {"objective": objective} if objective != "f1" else {}
+    if getattr(o, "sampler", "tpe") != "tpe":
+        extra["sampler"] = o.sampler
+    if getattr(o, "instructzero_trials", 0):
+        extra["instructzero"] = {"trials": o.instructzero_trials, "d": instructzero.DEFAULT_D, "n_soft": instructzero.DEFAULT_N_SOFT,
+                                 "prompt": instructzero.PROMPT_VERSION}
+    return Fingerprint({**extra,
         "task": o.task,
         "lang": o.lang,
         "source": o.source,

@@ -115,9 +115,12 @@ def suggest(
     n_instructions: int,
     max_demos: int,
     splits: tuple[int, ...] | None = None,
+    fixed_space: bool = False,
 ) -> TrialConfig:
     """One trial's configuration. ``optimizers``: the study's choice (None: every registered
-    one); ``splits``: the study's split sizes (fixed when it was created)."""
+    one); ``splits``: the study's split sizes (fixed when it was created). ``fixed_space``: ask
+    the demonstration weights in every trial (used only by "weighted" ones), because CMA-ES
+    models only the parameters every trial has."""
     opt = trial.suggest_categorical("optimizer", list(optimizers or optimizer_names()))
     cfg = TrialConfig(
         optimizer=opt,
@@ -132,7 +135,7 @@ def suggest(
     formats = answer_formats(spec.name)
     if len(formats) > 1:
         cfg.answer_format = trial.suggest_categorical("answer_format", list(formats))
-    if cfg.demo_choice == "weighted":
+    if cfg.demo_choice == "weighted" or fixed_space:
         for param in DEMO_WEIGHT_PARAMS:
             setattr(cfg, param, trial.suggest_float(param, 0.0, 1.0))
     if cfg.output == "json":

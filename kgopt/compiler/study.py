@@ -63,6 +63,7 @@ from kgopt.program import IEProgram, load_program
 from kgopt.redaction import redact_url
 
 DEFAULT_OPTIMIZERS = ("labeled", "bootstrap")
+SAMPLERS = ("tpe", "cmaes")  # cmaes: CMA-ES on the numeric parameters, TPE for the categorical ones
 OBJECTIVES = ("f1", "pareto")  # pareto: dev F1 up, prompt tokens per dev record down
 METRIC_NAMES = {"f1": ["dev F1"], "pareto": ["dev F1", "prompt tokens / record"]}  # as the dashboard shows them
 FIRST_RUNG = 5  # dev records a trial scores before it is first compared with the others
@@ -163,6 +164,7 @@ class Compiler:
         fingerprint: str | None = None,
         halving: bool = True,
         objective: str = "f1",
+        sampler: str = "tpe",
     ):
         self.spec = get_task(task)
         self.lang = lang
@@ -183,6 +185,7 @@ class Compiler:
         self.fingerprint = fingerprint
         self.shield = TrialShield()  # Ctrl-C stops a trial's work, never Optuna's record of it
         self.objective_name = objective
+        self.sampler = sampler
         self.halving = halving and objective == "f1"  # Optuna prunes single-objective studies only
         self.rungs = rungs_of(len(self.dev))
         self.warm_starts = starting_points(self.spec, optimizers, max_demos)  # never stopped early
@@ -260,7 +263,7 @@ class Compiler:
             # Another worker took the last trial between our check and this trial's start.
             trial.study.stop()
             raise SurplusTrial(f"the study already has its {self.trials} trials")
-        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits)
+        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits, fixed_space=self.sampler == "cmaes")
         twin = _same_configuration(trial)
         if twin is not None:  # a configuration is run once per study, whichever worker proposes it again
             trial.set_user_attr("duplicate_of", twin.number)
@@ -385,6 +388,8 @@ class CompileOptions:
     halving: bool = True  # successive halving over dev (single objective only)
     objective: str = "f1"  # "f1", or "pareto": also minimise prompt tokens per dev record
     max_tokens_per_record: float | None = None  # pareto: write the best dev F1 among trials within this
+    sampler: str = "tpe"  # one of SAMPLERS
+    instructzero_trials: int = 0  # InstructZero-style instructions written by the embedded model (0: none)
 
     def __post_init__(self) -> None:
         self.task = get_task(self.task).name
@@ -395,6 +400,10 @@ class CompileOptions:
             raise ConfigError("--trials must be >= 1 and --max-demos >= 0")
         if not 0 <= self.max_failed_share < 1:
             raise ConfigError("max_failed_share must be at least 0 and below 1")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.instructzero_trials < 0:
+            raise ConfigError("--instructzero must be >= 0")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.max_tokens_per_record is not None:
@@ -442,11 +451,11 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
     study, created = _study_for(o, fp)
     comp = Compiler(o.task, o.lang, connection, data.train + data.augmented, data.dev, o.optimizers, o.max_demos, o.seed, o.threads,
                     Path("runs") / "compile" / study.study_name, max_failed_share=o.max_failed_share, fingerprint=fp.digest,
-                    halving=o.halving, objective=o.objective)
+                    halving=o.halving, objective=o.objective, sampler=o.sampler)
     comp.trials = o.trials
     _say_halving(o, comp)
     try:
-        _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals)
+        _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals, o.instructzero_trials)
         _score_baseline(study, comp)
         _run_trials(study, comp, o.trials, o.url, spent)
         if comp.calls_failed is not None:
@@ -467,7 +476,7 @@ def _study_for(o: CompileOptions, fp: Fingerprint) -> tuple[optuna.Study, bool]:
     """The options' study, opened or created. One with another fingerprint is refused with what
     differs: its trials were scored on other data, another model or another search space."""
     name = f"{o.name}-{fp.short}" if o.new_study else o.name
-    study, created = _open_study(o.url, name, o.seed, fp, o.objective)
+    study, created = _open_study(o.url, name, o.seed, fp, o.objective, o.sampler)
     attrs = study.user_attrs
     where = f"study {name!r} in {redact_url(o.url)}"
     remedy = f"pass --new-study to start the study {o.name}-{fp.short} for this run, or --study NAME"
@@ -511,15 +520,24 @@ def _record_fingerprint(study: optuna.Study, fp: Fingerprint) -> None:
     study.set_user_attr("fingerprint", fp.digest)
 
 
-def _open_study(url: str, name: str, seed: int, fp: Fingerprint, objective: str = "f1") -> tuple[optuna.Study, bool]:
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The study's sampler. TPE: every parameter, with a constant liar for several workers.
+    CMA-ES: the numeric parameters (demonstration weights, temperature, counts) as one
+    distribution, TPE for the categorical ones it cannot model."""
+    tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, constant_liar=True)
+    if name == "tpe":
+        return tpe
+    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=4, with_margin=True, independent_sampler=tpe, warn_independent_sampling=False)
+
+
+def _open_study(url: str, name: str, seed: int, fp: Fingerprint, objective: str = "f1", sampler: str = "tpe") -> tuple[optuna.Study, bool]:
     """Create the study, or join it if it exists; True if this process created it. ``objective``
     "pareto": two directions (dev F1 up, prompt tokens per record down), no pruner."""
     storage = open_storage(url)
     pruner = RungPruner() if objective == "f1" else optuna.pruners.NopPruner()
     directions = ["maximize"] if objective == "f1" else ["maximize", "minimize"]
     try:
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, constant_liar=True)
-        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler, pruner=pruner)
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=make_sampler(sampler, seed), pruner=pruner)
         _record_fingerprint(study, fp)  # before setup_started: a joining worker that sees one sees both
         _name_metrics(study, objective)
         study.set_user_attr("setup_started", time.time())
@@ -527,11 +545,11 @@ def _open_study(url: str, name: str, seed: int, fp: Fingerprint, objective: str 
     except optuna.exceptions.DuplicatedStudyError:
         # A worker joining (or resuming) a study draws from its own random stream, so that two
         # workers do not propose the same configurations in lockstep.
-        sampler = optuna.samplers.TPESampler(seed=seed + os.getpid(), n_startup_trials=4, constant_liar=True)
-        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner), False
+        return optuna.load_study(storage=storage, study_name=name, sampler=make_sampler(sampler, seed + os.getpid()), pruner=pruner), False
 
 
-def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[AskedRecord], dev: list[AskedRecord], proposals: int) -> None:
+def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[AskedRecord], dev: list[AskedRecord], proposals: int,
+            instructzero_trials: int = 0) -> None:
     """Fix the study's choices once: instruction candidates and warm starts (by one worker)."""
     if "instructions" not in study.user_attrs and not created:
         _wait_for_set_up(study)
@@ -547,12 +565,39 @@ def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Aske
             study.set_user_attr("setup_started", None)  # nobody is setting it up now: a re-run need not wait
             raise CallsFailed(f"instruction proposals: {counts['failed']} of {counts['asked']} LLM calls failed; the study was not set up")
         study.set_user_attr("instruction_proposals", counts)
+        if instructzero_trials:
+            instructions += [t for t in _instructzero(study, comp, shown, instructzero_trials) if t not in instructions]
         for cfg in starting_points(spec, comp.optimizers, comp.max_demos):
             study.enqueue_trial(cfg.params(), skip_if_exists=True)
         # Set last: its presence means the study's choices are fixed from now on.
         study.set_user_attr("instructions", instructions)
     comp.instructions = study.user_attrs["instructions"]
     comp.splits = _study_splits(study, comp.spec)
+
+
+def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int) -> list[str]:
+    """InstructZero-style candidates (``kgopt.compiler.instructzero``): the embedded model writes
+    instructions from soft prompts z and three training examples; each is scored zero-shot on dev
+    through the target endpoint, which only ever sees the text. The best joins the candidates."""
+    import random
+
+    from kgopt.compiler.instructzero import InstructionWriter, search_instructions
+
+    examples = random.Random(comp.seed).sample(shown, min(3, len(shown)))
+
+    def score(text: str) -> float:
+        study.set_user_attr("setup_started", time.time())  # still setting up: joining workers keep waiting
+        return comp.evaluate(IEProgram(comp.spec.name, comp.lang, instruction=text), desc="instructzero dev").total.headline_f1()
+
+    try:
+        with InstructionWriter(projection_seed=comp.seed, n_threads=1) as writer:
+            res = search_instructions(writer, score, n_trials=trials, seed=comp.seed, sampler="gp", examples=examples, lang=comp.lang)
+    except CallsFailed:
+        study.set_user_attr("setup_started", None)  # a re-run sets the study up again, from the start
+        raise
+    study.set_user_attr("instructzero", res.to_json())
+    logger.info("InstructZero: {} instructions written, best dev F1 {} : {!r}", len(res.trials), res.score, res.instruction)
+    return res.candidates(1)
 
 
 def _wait_for_set_up(study: optuna.Study) -> None:
@@ -753,6 +798,8 @@ def _write_best(study: optuna.Study, comp: Compiler, o: CompileOptions, data: mf
         "objective": o.objective,
         "halving": _halving_record(study, comp),
     }
+    if "instructzero" in study.user_attrs:  # z, the projection seed and the texts: what rebuilds its candidate
+        study_record["instructzero"] = study.user_attrs["instructzero"]
     if o.objective == "pareto":
         study_record["pareto_front"] = _pareto_front(study)
         study_record["max_tokens_per_record"] = o.max_tokens_per_record
