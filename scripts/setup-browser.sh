@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium from Debian, for the browser tests (tests/test_dashboard.py, tests/test_view.py),
+# Headless Chromium from Debian, for the browser tests (tests/compiler/test_dashboard.py, tests/graph/test_view.py),
 # and a Chinese font so zh graph labels render. Needs root (CI machines run as root); a no-op
 # when both are there.
 set -euo pipefail

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kgopt.testing.fake_endpoint import FakeEndpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_kg_prints_a_paired_interval_per_language(load_script, monkeypatch, tmp_path, capsys):

@@ -15,7 +15,7 @@ from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
 from kgopt.errors import DataError
 
-from . import official_reference as ref
+from tests import official_reference as ref
 
 
 def _line(rid, source, chunk, gold, output, text="t"):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from kgopt.testing.fake_endpoint import FakeEndpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_deterministic_server_has_no_spread(load_script, monkeypatch, tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_reports_the_yield_summed_over_seeds(monkeypatch, tmp_path, capsys):

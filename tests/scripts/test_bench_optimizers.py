@@ -13,7 +13,7 @@ import pytest
 
 from kgopt.testing.fake_endpoint import FakeEndpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 24
 
 

@@ -23,7 +23,7 @@ from kgopt.data.layouts import InstructIEFiles, IEPileTree, UserData, is_user_fo
 from kgopt.data.readers import list_sources, load_examples, read_schema_file, read_user_schema, split_files
 from kgopt.errors import ConfigError, DataError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "dataset" / "examples" / "orchestra"
 EXAMPLE_NER = ROOT / "dataset" / "examples" / "orchestra-ner"
 RELATIONS = ["conductor of", "member of", "plays", "composed by", "performed at"]

@@ -27,7 +27,7 @@ from kgopt.testing.fake_endpoint import FakeEndpoint, FaultProxy, fake_connectio
 
 from tests.conftest import BUNDLED as DATA_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KGOPT = [sys.executable, "-m", "kgopt"]
 
 

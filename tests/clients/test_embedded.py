@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.llm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _servers() -> list[str]:

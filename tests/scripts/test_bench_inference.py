@@ -11,7 +11,7 @@ import ujson
 
 from kgopt.testing.fake_endpoint import FakeEndpoint, oneke_answer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # An excerpt of a real embedded-server log (Qwen2.5-Coder-0.5B on 2 CPU cores): the first request
 # (no prefix in the KV cache, so no Llama.generate line), one that reused all but one token (0 ms,

@@ -30,7 +30,7 @@ from kgopt.program import load_program
 from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
 
 
