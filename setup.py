@@ -18,7 +18,10 @@ class BuildWithPrograms(build_py):
         for name in BUNDLED:
             target = Path(self.build_lib) / "kgopt" / "bundled" / name
             target.mkdir(parents=True, exist_ok=True)
-            for src in sorted((ROOT / name).glob("*.json")):
+            files = sorted((ROOT / name).glob("*.json"))
+            if not files:  # e.g. an sdist without them (MANIFEST.in lists them): a wheel without programs is broken
+                raise RuntimeError(f"no {name}/*.json to bundle in {ROOT}")
+            for src in files:
                 shutil.copyfile(src, target / src.name)
 
 

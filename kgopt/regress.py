@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from kgopt.errors import ArtifactError
+from kgopt.errors import ArtifactError, ConfigError
 from kgopt.redaction import redact_identity
 
 
@@ -62,6 +62,10 @@ def regress_one(path: Path, connection, *, tolerance: float = 2.0, data_dir=None
     dev = manifest.get("dev") or {}
     if "f1" not in dev:
         raise ArtifactError(f"{path}: the manifest records no dev F1 (not a compiled program?)")
+    if data_dir is None and "user" in (manifest.get("schemas") or {}):
+        # Compiled on your own data: the default data root holds other records of the same task.
+        dev_files = ", ".join(e.get("path", "?") for e in (manifest.get("data") or {}).get("dev", []))
+        raise ConfigError(f"{path} was compiled on your own data ({dev_files}): pass --data-dir FOLDER (or the files' folder) to re-score it")
     out = Path("runs") / "regress" / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     ev = evaluate(
         program.task, program.lang, connection, split="dev", source=dev.get("source"), limit=dev.get("limit_per_source"),

@@ -5,6 +5,7 @@ against; edit a copy by hand (instruction, split_size) and pass it to `kgopt eva
 Re-run after changing the task registry: tests/test_programs.py checks the files are in sync.
 """
 
+import argparse
 from pathlib import Path
 
 from kgopt.core.tasks import LANGS, TASKS
@@ -14,6 +15,7 @@ OUT = Path(__file__).resolve().parents[1] / "programs"
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help writes nothing
     for task in TASKS:
         for lang in LANGS:
             path = IEProgram(task, lang).save_artifact(OUT / f"{task}_{lang}.json", manifest={"kind": "zero-shot baseline"})

@@ -42,6 +42,11 @@ def test_the_own_data_walkthrough_runs(endpoint, tmp_path):
     assert manifest["data"]["augmented"] == []
     assert manifest["schemas"]["user"]["descriptions"]["conductor of"].startswith("the head is a person")
 
+    res = _kgopt("regress", program, env=env, cwd=cwd)
+    assert res.returncode == 2 and "was compiled on your own data" in res.stderr and "--data-dir" in res.stderr
+    res = _kgopt("regress", program, "--data-dir", EXAMPLE, env=env, cwd=cwd)
+    assert res.returncode in (0, 1) and ("1 passed" in res.stdout or "1 failed" in res.stdout), res.stderr[-2000:]
+
     res = _kgopt("compile", "--task", "RE", "--lang", "en", "--train", EXAMPLE / "train.jsonl", "--dev", EXAMPLE / "dev.jsonl",
                  "--schema", EXAMPLE / "schema.json", "--study", "mine-RE", "--out", "mine/RE_en.json", "--trials", "1",
                  "--instruction-proposals", "0", env=env, cwd=cwd)

@@ -44,9 +44,11 @@ def check(
 
     try:
         report = check_data(path, task.value if task else None, lang.value if lang else None)
-    except KgoptError as exc:
+    except (KgoptError, OSError) as exc:  # OSError: a file that cannot be read at all
         _error(str(exc))
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     typer.echo(dumps(report.to_json()) if as_json else report.text())
     if not report.ok:
         for e in report.errors:

@@ -249,8 +249,6 @@ def _print_comparison(cmp, what: str, name: str) -> None:
     typer.echo(f"scores: {cmp.out_dir / 'scores.json'}")
 
 
-
-
 @command(interrupted="samples accepted so far were written")
 def augment(
     task: Task = typer.Option(..., "--task", help="IE task whose training data to augment (EET/EEA use EE's)."),
@@ -336,7 +334,7 @@ def compile_cmd(
     data_dir: Optional[Path] = DataDirOpt,
     train_file: Optional[Path] = typer.Option(None, "--train", help="Your own train records (JSON lines; docs/own-data.md), with --dev and --schema instead of --data-dir."),
     dev_file: Optional[Path] = typer.Option(None, "--dev", help="Your own dev records, which every trial is scored on."),
-    schema_file: Optional[Path] = typer.Option(None, "--schema", help='Your labels: {"labels": [label or {"label", "description"}]}.'),
+    schema_file: Optional[Path] = typer.Option(None, "--schema", help='Your labels: {"labels": \\[label or {"label", "description"}]}.'),
     augmented: bool = typer.Option(True, "--augmented/--no-augmented", help="Also train on dataset/augmented/ records (from kgopt augment), if any."),
     train_limit: int = typer.Option(40, "--train-limit", min=1, help="Train records per source the optimisers see."),
     dev_limit: int = typer.Option(8, "--dev-limit", min=1, help="Dev records per source each trial is scored on."),
@@ -367,21 +365,16 @@ def compile_cmd(
     """
     _start(verbose)
     from kgopt.clients.credentials import cli_storage_url
-    from kgopt.compiler import compile_program
-    from kgopt.compiler.optimizers import optimizer_names
+    from kgopt.compiler import CompileOptions, run_compile
 
-    if optimizer is not None and optimizer not in optimizer_names():  # before the model starts
-        raise ConfigError(f"unknown --optimizer {optimizer!r}; choose one of {', '.join(optimizer_names())}")
-    data_dir = _own_files(data_dir, train_file, dev_file, schema_file)
-    storage = cli_storage_url(storage, storage_password_file)
-    conn = _connect(api_base, model, api_key, config, api_key_env)
-    res = compile_program(
-        task.value, lang.value, conn, source=source, optimizer=optimizer, trials=trials,
-        storage=storage, study_name=study, max_calls=max_calls, out=out, data_dir=data_dir, augmented=augmented,
-        train_limit=train_limit, dev_limit=dev_limit, max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads,
-        new_study=new_study, force=force, halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record,
-        sampler=sampler, instructzero_trials=instructzero,
+    options = CompileOptions(  # checked here, before the model starts
+        task.value, lang.value, source=source, optimizer=optimizer, trials=trials,
+        storage=cli_storage_url(storage, storage_password_file), study_name=study, max_calls=max_calls, out=out,
+        data_dir=_own_files(data_dir, train_file, dev_file, schema_file), augmented=augmented, train_limit=train_limit, dev_limit=dev_limit,
+        max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads, new_study=new_study, force=force,
+        halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record, sampler=sampler, instructzero_trials=instructzero,
     )
+    res = run_compile(options, _connect(api_base, model, api_key, config, api_key_env))
     m = res.manifest
     typer.echo(f"{m['task']}/{m['lang']}: dev F1 {m['dev']['f1']:.2f} (zero-shot {m['baseline_dev']['f1']:.2f}), chosen: {m['chosen']}")
     typer.echo(f"study {res.study_name} ({res.trials_run} trials) in {res.storage}")
@@ -444,7 +437,7 @@ def extract(
     lang: Lang = typer.Option(..., "--lang", help="Language of the documents and programs."),
     tasks: str = typer.Option("KG", "--tasks", help="Comma-separated tasks to run on every document window: KG, RE, NER, EE, EET."),
     program: Optional[list[Path]] = typer.Option(None, "--program", help="A program file to use for its task (repeatable). Default: compiled/<TASK>_<lang>.json, else the zero-shot baseline."),
-    schema: Optional[list[str]] = typer.Option(None, "--schema", help="[TASK=]FILE: the KG topics (an InstructIE schema_*.json; the default TASK) or an IEPile schema.json for RE/NER/EE. Default: the data's."),
+    schema: Optional[list[str]] = typer.Option(None, "--schema", help="[TASK=]FILE: the KG topics (an InstructIE schema_*.json; the default TASK), or for RE/NER/EE an IEPile schema.json or your own schema file (docs/own-data.md). Default: the program's manifest, else the data's."),
     out: Path = typer.Option(Path("kg-out"), "--out", help="Output directory: results log, graph exports, report."),
     workers: int = typer.Option(4, "--workers", min=1, help="LLM requests in flight at once."),
     max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Hard cap on LLM requests this run sends (cache hits are free)."),

@@ -119,6 +119,7 @@ class Usage:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # the prompt tokens of answers replayed from the cache (not sent, not spent)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -127,7 +128,7 @@ class Usage:
                 setattr(self, k, getattr(self, k) + v)
 
     def snapshot(self) -> dict[str, int]:
-        names = ("calls", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens")
+        names = ("calls", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens", "cached_prompt_tokens")
         with self._lock:
             d = {k: getattr(self, k) for k in names}
         d["total_tokens"] = d["prompt_tokens"] + d["completion_tokens"]
@@ -275,7 +276,8 @@ class EndpointLM(dspy.BaseLM):
         if key:
             hit = self.response_cache.get(key)
             if hit is not None:
-                self.usage.add(cache_hits=1)
+                recorded = (hit.get("usage") or {}).get("prompt_tokens") if isinstance(hit, dict) else None
+                self.usage.add(cache_hits=1, cached_prompt_tokens=recorded if isinstance(recorded, int) and recorded > 0 else 0)
                 resp = ChatCompletion.model_validate(hit)
                 resp.usage = None  # a cached answer costs no tokens
                 return resp

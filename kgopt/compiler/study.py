@@ -111,13 +111,13 @@ def interleave_sources(dev: list[AskedRecord]) -> list[AskedRecord]:
 
 
 def prompt_tokens_per_record(used: dict[str, int], records: int) -> float | None:
-    """Prompt tokens per dev record, from the LM usage of scoring ``records`` records. Answers
-    replayed from the response cache carry no usage: they are counted at the mean of the calls
-    sent. None when no call was sent or the endpoint reports no prompt tokens."""
-    if records <= 0 or used["calls"] <= 0 or used["prompt_tokens"] <= 0:
+    """Prompt tokens per dev record, from the LM usage of scoring ``records`` records: the calls
+    sent and the answers replayed from the response cache, at the prompt tokens recorded with
+    them. None when the endpoint reports no prompt tokens."""
+    tokens = used["prompt_tokens"] + used.get("cached_prompt_tokens", 0)
+    if records <= 0 or tokens <= 0:
         return None
-    asked = used["calls"] + used["cache_hits"]
-    return round(used["prompt_tokens"] / used["calls"] * asked / records, 1)
+    return round(tokens / records, 1)
 
 
 def trial_f1(t: optuna.trial.FrozenTrial) -> float | None:
@@ -279,7 +279,7 @@ class Compiler:
             trial.set_user_attr("compile_calls", compile_calls)
             trial.set_user_attr("demos_in_pool", len(program.extract.demos))
             dev_spent = UsageSpan(self.lm.usage)
-            prunable = self.halving and cfg not in self.warm_starts  # warm starts always score all of dev
+            prunable = self.halving and not _is_warm_start(cfg, self.warm_starts)  # warm starts always score all of dev
             try:
                 report = self.evaluate(program, trial, desc=f"trial {trial.number} dev", prunable=prunable)
             finally:
@@ -354,9 +354,19 @@ def _same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     """An earlier trial (finished or running, any worker) with exactly this trial's parameters."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
     for t in trial.study.get_trials(deepcopy=False, states=states):
-        if t.number < trial.number and t.params == trial.params and not {"duplicate_of", "stopped"} & set(t.user_attrs):
+        if t.number < trial.number and _effective(t.params) == _effective(trial.params) and not {"duplicate_of", "stopped"} & set(t.user_attrs):
             return t
     return None
+
+
+def _effective(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters without those it does not use (a CMA-ES study asks every trial the
+    demonstration weights; only "weighted" trials use them)."""
+    return TrialConfig.from_params(params).params()
+
+
+def _is_warm_start(cfg: TrialConfig, warm_starts: list[TrialConfig]) -> bool:
+    return cfg.params() in [w.params() for w in warm_starts]
 
 
 @dataclass
@@ -402,6 +412,8 @@ class CompileOptions:
             raise ConfigError("max_failed_share must be at least 0 and below 1")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.sampler == "cmaes" and self.objective == "pareto":
+            raise ConfigError("--sampler cmaes searches one objective: use the default sampler with --objective pareto")
         if self.instructzero_trials < 0:
             raise ConfigError("--instructzero must be >= 0")
         if self.objective not in OBJECTIVES:
@@ -554,25 +566,34 @@ def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Aske
     if "instructions" not in study.user_attrs and not created:
         _wait_for_set_up(study)
     if "instructions" not in study.user_attrs:
-        spec, lang = comp.spec, comp.lang
-        study.set_user_attr("task", spec.name)
-        study.set_user_attr("lang", lang)
-        study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
-        shown = chunk_examples(spec, train, spec.split_size)
-        instructions, counts = propose_instructions(spec, lang, comp.lm, shown, proposals, comp.seed, schemas=[ex.schema for ex in train])
-        if counts["failed"] and counts["failed"] > comp.max_failed_share * counts["asked"]:
-            # The instruction choices are fixed for the study's life: never fix them short.
+        try:
+            _fix_choices(study, comp, train, dev, proposals, instructzero_trials)
+        except BaseException:
             study.set_user_attr("setup_started", None)  # nobody is setting it up now: a re-run need not wait
-            raise CallsFailed(f"instruction proposals: {counts['failed']} of {counts['asked']} LLM calls failed; the study was not set up")
-        study.set_user_attr("instruction_proposals", counts)
-        if instructzero_trials:
-            instructions += [t for t in _instructzero(study, comp, shown, instructzero_trials) if t not in instructions]
-        for cfg in starting_points(spec, comp.optimizers, comp.max_demos):
-            study.enqueue_trial(cfg.params(), skip_if_exists=True)
-        # Set last: its presence means the study's choices are fixed from now on.
-        study.set_user_attr("instructions", instructions)
+            raise
     comp.instructions = study.user_attrs["instructions"]
     comp.splits = _study_splits(study, comp.spec)
+
+
+def _fix_choices(study: optuna.Study, comp: Compiler, train: list[AskedRecord], dev: list[AskedRecord], proposals: int,
+                 instructzero_trials: int) -> None:
+    """The study's instruction candidates and warm starts, fixed for its life (``_set_up``)."""
+    spec, lang = comp.spec, comp.lang
+    study.set_user_attr("task", spec.name)
+    study.set_user_attr("lang", lang)
+    study.set_user_attr("sources", sorted({ex.record.source for ex in dev}))
+    shown = chunk_examples(spec, train, spec.split_size)
+    instructions, counts = propose_instructions(spec, lang, comp.lm, shown, proposals, comp.seed, schemas=[ex.schema for ex in train])
+    if counts["failed"] and counts["failed"] > comp.max_failed_share * counts["asked"]:
+        # The instruction choices are fixed for the study's life: never fix them short.
+        raise CallsFailed(f"instruction proposals: {counts['failed']} of {counts['asked']} LLM calls failed; the study was not set up")
+    study.set_user_attr("instruction_proposals", counts)
+    if instructzero_trials:
+        instructions += [t for t in _instructzero(study, comp, shown, instructzero_trials) if t not in instructions]
+    for cfg in starting_points(spec, comp.optimizers, comp.max_demos):
+        study.enqueue_trial(cfg.params(), skip_if_exists=True)
+    # Set last: its presence means the study's choices are fixed from now on.
+    study.set_user_attr("instructions", instructions)
 
 
 def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int) -> list[str]:
@@ -589,12 +610,8 @@ def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int)
         study.set_user_attr("setup_started", time.time())  # still setting up: joining workers keep waiting
         return comp.evaluate(IEProgram(comp.spec.name, comp.lang, instruction=text), desc="instructzero dev").total.headline_f1()
 
-    try:
-        with InstructionWriter(projection_seed=comp.seed, n_threads=1) as writer:
-            res = search_instructions(writer, score, n_trials=trials, seed=comp.seed, sampler="gp", examples=examples, lang=comp.lang)
-    except CallsFailed:
-        study.set_user_attr("setup_started", None)  # a re-run sets the study up again, from the start
-        raise
+    with InstructionWriter(projection_seed=comp.seed, n_threads=1) as writer:
+        res = search_instructions(writer, score, n_trials=trials, seed=comp.seed, sampler="gp", examples=examples, lang=comp.lang)
     study.set_user_attr("instructzero", res.to_json())
     logger.info("InstructZero: {} instructions written, best dev F1 {} : {!r}", len(res.trials), res.score, res.instruction)
     return res.candidates(1)
@@ -606,10 +623,12 @@ def _wait_for_set_up(study: optuna.Study) -> None:
     if started is None:
         return
     logger.info("study {} is being set up by another worker; waiting", study.study_name)
-    while time.time() - started < SETUP_WAIT_SECONDS:
+    while started is not None and time.time() - started < SETUP_WAIT_SECONDS:
         time.sleep(1.0)
-        if "instructions" in study.user_attrs:
+        attrs = study.user_attrs
+        if "instructions" in attrs:
             return
+        started = attrs.get("setup_started")  # a long set-up (InstructZero) keeps refreshing it
     logger.warning("study {} was not set up within {} s (its creator died?); setting it up here", study.study_name, SETUP_WAIT_SECONDS)
 
 
@@ -724,7 +743,7 @@ def _choose(study: optuna.Study, comp: Compiler, cap: float | None = None) -> tu
         return _program_of(best, comp), best, "trial"
     if best is not None and trial_f1(best) == zero_shot:
         first = comp.warm_starts[0]
-        best = next((t for t in eligible if trial_f1(t) == zero_shot and TrialConfig.from_params(t.params) == first), None)
+        best = next((t for t in eligible if trial_f1(t) == zero_shot and _is_warm_start(TrialConfig.from_params(t.params), [first])), None)
         if best is not None:
             logger.warning("no trial beat the zero-shot baseline on dev ({}); the tied first warm start (few-shot) is written", zero_shot)
             return _program_of(best, comp), best, "warm start"

@@ -58,11 +58,17 @@ def test_an_assertion_error_that_is_not_an_interrupt_is_not_hidden(monkeypatch, 
     assert res.exit_code == 1 and isinstance(res.exception, AssertionError)
 
 
-def test_an_unknown_optimizer_is_refused_with_the_registry_s_names_before_any_model_starts(monkeypatch):
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "adam"], "unknown optimizer 'adam'; choose one of labeled, bootstrap, mipro, gepa"),
+    (["--sampler", "grid"], "unknown sampler 'grid'; choose one of tpe, cmaes"),
+    (["--objective", "speed"], "unknown objective 'speed'; choose one of f1, pareto"),
+    (["--max-tokens-per-record", "300"], "--max-tokens-per-record chooses on the Pareto front: pass --objective pareto"),
+    (["--sampler", "cmaes", "--objective", "pareto"], "--sampler cmaes searches one objective"),
+])
+def test_compile_options_are_refused_before_any_model_starts(monkeypatch, args, message):
     import kgopt.cli.main as cli
 
-    monkeypatch.setattr(cli, "_connect", lambda *a, **k: pytest.fail("connected before checking --optimizer"))
+    monkeypatch.setattr(cli, "_connect", lambda *a, **k: pytest.fail("connected before checking the options"))
     monkeypatch.setattr(cli, "_interruptible", lambda: None)
-    res = _run("compile", "--task", "NER", "--lang", "en", "--optimizer", "adam")
-    assert res.exit_code == 2
-    assert "unknown --optimizer 'adam'; choose one of labeled, bootstrap, mipro, gepa" in res.output
+    res = _run("compile", "--task", "NER", "--lang", "en", *args)
+    assert res.exit_code == 2 and message in " ".join(res.output.split())

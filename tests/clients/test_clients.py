@@ -9,7 +9,7 @@ import pytest
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import EndpointLM, ResponseCache, connect
 from kgopt.errors import ConfigError
-from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
+from kgopt.testing.fake_endpoint import FakeEndpoint, chat_completion, chat_response
 
 
 def test_precedence_flags_env_toml(tmp_path, monkeypatch):
@@ -99,6 +99,18 @@ def test_cache_is_per_endpoint(tmp_path):
         assert lm_a.usage.snapshot()["cache_hits"] == 1
     # a new process (new LM object) reads the same JSON cache
     assert EndpointLM(a.url, "same-model", cache=ResponseCache(tmp_path / "r.sqlite"))(messages=msgs) == ["A"]
+
+
+def test_a_cached_answer_spends_nothing_but_keeps_its_prompt_tokens(tmp_path):
+    """Cost measures (--objective pareto) need a replayed answer's prompt size; spending needs it free."""
+    with FakeEndpoint(respond=lambda req: (200, chat_completion("A", prompt_tokens=137, completion_tokens=5))) as srv:
+        lm = EndpointLM(srv.url, "m", cache=ResponseCache(tmp_path / "r.sqlite"))
+        msgs = [{"role": "user", "content": "q"}]
+        lm(messages=msgs)
+        lm(messages=msgs)
+        u = lm.usage.snapshot()
+        assert len(srv.requests) == 1 and u["cache_hits"] == 1
+        assert u["prompt_tokens"] == 137 and u["cached_prompt_tokens"] == 137
 
 
 def test_connect_uses_configured_endpoint(monkeypatch):
@@ -250,7 +262,7 @@ def test_usage_track_counts_only_its_block_and_freezes_at_the_end():
         usage.add(calls=2, prompt_tokens=10, completion_tokens=5)
         assert span.counts()["calls"] == 2  # live, for progress bars
     usage.add(calls=7)
-    assert span.counts() == {"calls": 2, "cache_hits": 0, "failures": 0, "retries": 0, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    assert span.counts() == {"calls": 2, "cache_hits": 0, "failures": 0, "retries": 0, "prompt_tokens": 10, "completion_tokens": 5, "cached_prompt_tokens": 0, "total_tokens": 15}
     try:
         with usage.track() as failed:
             usage.add(failures=1)

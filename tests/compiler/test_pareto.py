@@ -154,3 +154,13 @@ def test_cli_pareto_flags(oracle, shared_data, tmp_path, monkeypatch):
     assert m["study"]["objective"] == "pareto" and m["study"]["max_tokens_per_record"] == 100000 and m["study"]["pareto_front"]
     bad = CliRunner().invoke(app, [*args, "--objective", "tokens"])
     assert bad.exit_code == 2 and "tokens" in bad.output
+
+
+def test_prompt_tokens_per_record_counts_answers_from_the_cache():
+    from kgopt.compiler.study import prompt_tokens_per_record
+
+    sent_only = {"calls": 4, "cache_hits": 0, "prompt_tokens": 400, "cached_prompt_tokens": 0}
+    all_cached = {"calls": 0, "cache_hits": 4, "prompt_tokens": 0, "cached_prompt_tokens": 400}
+    mixed = {"calls": 2, "cache_hits": 2, "prompt_tokens": 200, "cached_prompt_tokens": 200}
+    assert prompt_tokens_per_record(sent_only, 2) == prompt_tokens_per_record(all_cached, 2) == prompt_tokens_per_record(mixed, 2) == 200.0
+    assert prompt_tokens_per_record({"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0}, 2) is None
