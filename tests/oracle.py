@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
-from kgopt.testing.fake_endpoint import chat_response
+from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
 
 
 class Oracle:
@@ -23,6 +23,15 @@ class Oracle:
             for ex in load_examples(task, lang, split, data_dir=data_dir, source=source):
                 self.records[ex.record.text] = ex.record
         self.broken = False  # set True to simulate a model that regressed
+        self.server: FakeEndpoint | None = None
+
+    def __enter__(self) -> "Oracle":
+        """Serve the oracle from a fake endpoint (``self.server``) while the block runs."""
+        self.server = FakeEndpoint(respond=self).__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.__exit__(*exc)
 
     def structured(self, msgs: list) -> str:
         """A reply in DSPy's chat format to DSPy's own prompts (MIPRO's proposer, GEPA's reflection)."""

@@ -21,9 +21,7 @@ TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
 
 @pytest.fixture()
 def oracle(shared_data):
-    o = Oracle(TASK, LANG, shared_data, SOURCE)
-    with FakeEndpoint(respond=o) as server:
-        o.server = server
+    with Oracle(TASK, LANG, shared_data, SOURCE) as o:
         yield o
 
 

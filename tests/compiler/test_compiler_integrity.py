@@ -20,9 +20,7 @@ ARGS = dict(train_limit=6, dev_limit=2, instruction_proposals=0, augmented=False
 
 @pytest.fixture()
 def oracle(shared_data):
-    o = Oracle(TASK, LANG, shared_data)  # every NER/en source
-    with FakeEndpoint(respond=o) as server:
-        o.server = server
+    with Oracle(TASK, LANG, shared_data) as o:  # every NER/en source
         yield o
 
 

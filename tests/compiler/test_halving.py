@@ -21,7 +21,6 @@ from kgopt.compiler.space import starting_points
 from kgopt.compiler.study import Compiler, RungPruner, interleave_sources, rungs_of
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
-from kgopt.testing.fake_endpoint import FakeEndpoint
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -39,9 +38,7 @@ class OneDemoIsBad(Oracle):
 
 @pytest.fixture()
 def oracle(shared_data):
-    o = OneDemoIsBad(TASK, LANG, shared_data, SOURCE)
-    with FakeEndpoint(respond=o) as server:
-        o.server = server
+    with OneDemoIsBad(TASK, LANG, shared_data, SOURCE) as o:
         yield o
 
 

@@ -25,7 +25,7 @@ from kgopt.compiler.space import starting_points
 from kgopt.core.tasks import get_task
 from kgopt.errors import ConfigError
 from kgopt.program import load_program
-from kgopt.testing.fake_endpoint import FakeEndpoint, chat_completion
+from kgopt.testing.fake_endpoint import chat_completion
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -48,9 +48,7 @@ class TokenOracle(Oracle):
 
 @pytest.fixture()
 def oracle(shared_data):
-    o = TokenOracle(TASK, LANG, shared_data, SOURCE)
-    with FakeEndpoint(respond=o) as server:
-        o.server = server
+    with TokenOracle(TASK, LANG, shared_data, SOURCE) as o:
         yield o
 
 

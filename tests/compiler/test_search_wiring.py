@@ -12,7 +12,7 @@ from kgopt.compiler import compile_program, instructzero
 from kgopt.compiler.space import DEMO_WEIGHT_PARAMS
 from kgopt.compiler.study import make_sampler
 from kgopt.errors import ConfigError
-from kgopt.testing.fake_endpoint import FakeEndpoint, fake_connection
+from kgopt.testing.fake_endpoint import fake_connection
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -20,9 +20,7 @@ TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
 
 @pytest.fixture()
 def oracle(shared_data):
-    o = Oracle(TASK, LANG, shared_data, SOURCE)
-    with FakeEndpoint(respond=o) as server:
-        o.server = server
+    with Oracle(TASK, LANG, shared_data, SOURCE) as o:
         yield o
 
 
