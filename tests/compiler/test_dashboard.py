@@ -20,37 +20,21 @@ def test_dashboard_shows_the_study_in_a_browser(browser, shared_data, tmp_path):
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
         compile_program("NER", "en", conn, source="CrossNER_AI", trials=2, data_dir=shared_data, compiled_dir=tmp_path / "compiled",
                         train_limit=10, dev_limit=2, instruction_proposals=0, augmented=False)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "kgopt", "dashboard", "--port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        # Bound to loopback only.
+    def bound_to_loopback_only(port: int) -> None:
         listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
         if listening:
             assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
-        dom = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
-             f"http://127.0.0.1:{port}/dashboard/studies/1/trials"],
-            capture_output=True, text=True, timeout=120,
-        ).stdout
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+
+    [dom] = _doms(browser, tmp_path, ["studies/1/trials"], while_serving=bound_to_loopback_only)
     # The page is rendered by the dashboard's JavaScript: these names only appear once it ran.
     assert "NER_en" in dom
     for name in ("demo_choice", "num_demos", "optimizer", "dev_f1_by_source", "llm_calls", "llm_tokens", "instruction_text"):
         assert name in dom, name
 
 
-
-def _doms(browser, tmp_path, pages: list[str]) -> list[str]:
-    """The pages as rendered by headless Chromium, from `kgopt dashboard` on tmp_path's studies."""
+def _doms(browser, tmp_path, pages: list[str], while_serving=None) -> list[str]:
+    """The pages as rendered by headless Chromium, from `kgopt dashboard` on tmp_path's studies
+    (``while_serving(port)``: a check of the running server, before the pages are read)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "kgopt", "dashboard", "--port", str(port)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -61,6 +45,8 @@ def _doms(browser, tmp_path, pages: list[str]) -> list[str]:
                 break
             except OSError:
                 time.sleep(0.2)
+        if while_serving is not None:
+            while_serving(port)
         return [subprocess.run(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
              f"http://127.0.0.1:{port}/dashboard/{page}"],
