@@ -43,7 +43,7 @@ def run_case(task: str, lang: str, seed: int, args, conn) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         rep = augment(spec.name, lang, conn, source=source, per_label=args.per_label, max_labels=args.max_labels, seed=seed,
                       data_dir=args.data_dir, out_dir=out).to_json()  # fmt: skip
-    row = {k: rep[k] for k in ("task", "lang", "seed", "asked", "received", "accepted", "rejected", "missing", "failed_calls", "prompt_version")}
+    row = {k: rep[k] for k in ("task", "lang", "seed", "asked", "received", "accepted", "rejected", "missing", "failed_calls", "retried_calls", "prompt_version")}
     row.update(source=source, calls=rep["llm"]["calls"], tokens=rep["llm"]["total_tokens"], seconds=round(time.monotonic() - started, 1), tag=args.tag)
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "runs.jsonl", "a", encoding="utf-8") as fh:

@@ -1,12 +1,15 @@
 """``kgopt augment``: new annotated training samples from the schema and a few real ones.
 
 For each label of a source's schema (InstructIE: each relation of each topic), the model
-sees up to three real training records that carry the label and is asked for new,
-different sentences annotated in the same unified format (DeepKE LLMICL's recipe). Every
-sample goes through ``SampleChecker``; accepted ones are merged into
-``<out>/iepile/IE-<lang>/<TASK>/<source>/train.json`` (InstructIE: ``<out>/InstructIE/
-train_<lang>.json``) with their provenance, so ``kgopt compile`` reads them with the same
-readers as real data. Existing augmented records are kept; re-running adds, never loses.
+sees up to three real training records that carry the label and is asked for new sentences
+about other entities, annotated in the same unified format (DeepKE LLMICL's recipe). Every
+sample goes through ``SampleChecker`` (a copy of a sentence shown is ``copy_of_shown``);
+accepted ones are merged into ``<out>/iepile/IE-<lang>/<TASK>/<source>/train.json``
+(InstructIE: ``<out>/InstructIE/train_<lang>.json``) with their provenance, so ``kgopt
+compile`` reads them with the same readers as real data. Existing augmented records are kept;
+re-running adds, never loses. A label whose samples were copies of real sentences is asked
+again, once by default (``copy_retries``), after every label had its call, with another seed
+and other sentences shown; those calls count in the connection's call budget like the others.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import ujson
 from loguru import logger
 from tqdm import tqdm
 
-from kgopt.augmentation.validate import REASONS, SampleChecker
+from kgopt.augmentation.validate import COPY_REASONS, REASONS, SampleChecker, is_copy
 from kgopt.clients.lm import CALL_ERRORS, UsageSpan, as_connection, complete_text
 from kgopt.core.parsing import load_json
 from kgopt.core.schema import Record, Schema
@@ -33,22 +36,31 @@ from kgopt.core.tasks import TASK_FOLDER, check_lang, get_task
 from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
 from kgopt.data.layouts import IEPileTree, InstructIEFiles, layout_of
 from kgopt.data.readers import default_data_dir
-from kgopt.errors import DataError
+from kgopt.errors import ConfigError, DataError
 from kgopt.redaction import redact_identity, scrub
 
-PROMPT_VERSION = "llmicl-v2"  # v2: exactly the samples asked, labels limited to the schema (constrained)
+PROMPT_VERSION = "llmicl-v3"  # v3: new sentences about other entities, copies of the shown ones rejected and asked again
+
+# The no-copy instruction: a small model otherwise mostly repeats the sentences shown (KG/zh).
+NO_COPY = {
+    "en": (
+        "Each sample must be a new sentence of your own about other entities (other names, places, works, dates) than the real samples; "
+        "do not repeat, copy or lightly edit the sentences above: copies are discarded."
+    ),
+    "zh": "每个样本必须是你自己写的新句子，讲的是与上面真实样本不同的实体（其他的人名、地名、作品、时间）；不要重复、照抄或稍加改动上面的句子，照抄的样本会被丢弃。",
+}
 
 _ASK = {
     "en": (
         "You create training data for information extraction. Each sample is a sentence with its annotation in JSON:\n{fmt}\n"
         "Allowed labels: {labels}.\nReal samples with the label \"{label}\":\n{examples}\n\n"
-        "Write {n} new samples with the label \"{label}\": new sentences on other subjects, not copies of the ones above. "
-        "Every annotated span must be copied exactly from its own sentence. "
+        "Write {n} new samples with the label \"{label}\". " + NO_COPY["en"] + " "
+        "Every annotated span must appear character for character in its own new sentence. "
         'Answer with one JSON object: {{"samples": [...]}}.'
     ),
     "zh": (
         "你为信息抽取构造训练数据。每个样本是一个句子及其JSON标注：\n{fmt}\n允许的标签：{labels}。\n带有标签“{label}”的真实样本：\n{examples}\n\n"
-        "请写{n}个带有标签“{label}”的新样本：内容不同的新句子，不要照抄上面的句子。每个标注的片段必须原样出现在它自己的句子中。"
+        "请写{n}个带有标签“{label}”的新样本。" + NO_COPY["zh"] + "每个标注的片段必须一字不差地出现在它自己的新句子中。"
         '用一个JSON对象回答：{{"samples": [...]}}。'
     ),
 }
@@ -65,6 +77,7 @@ class AugmentReport:
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
     failed_calls: int = 0
+    retried_calls: int = 0  # calls that asked again for samples rejected as copies of real sentences
     per_label: dict[str, dict[str, int]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     llm: dict[str, int] = field(default_factory=dict)
@@ -82,6 +95,7 @@ class AugmentReport:
             "rejected": {r: self.rejected.get(r, 0) for r in REASONS},
             "missing": max(0, self.asked - self.received),
             "failed_calls": self.failed_calls,
+            "retried_calls": self.retried_calls,
             "per_label": self.per_label,
             "files": self.files,
             "llm": self.llm,
@@ -175,9 +189,12 @@ class AugmentOptions:
     max_labels: int | None = None  # labels asked per source or topic
     train_limit: int | None = None  # learn from the first N train records (per source), as compile's --train-limit; None: all
     constrained: bool = True  # JSON-schema constrained decoding of the samples
+    copy_retries: int = 1  # calls per label asking again for the samples rejected as copies of real sentences (0: none)
 
     def __post_init__(self) -> None:
         check_lang(self.lang)
+        if self.copy_retries < 0:
+            raise ConfigError(f"copy_retries must be 0 or more, not {self.copy_retries}")
         get_task(self.task)  # an unknown task fails here, before any data is read
 
     @property
@@ -196,7 +213,9 @@ def augment(task: str, lang: str, connection=None, **options: Any) -> AugmentRep
 
 
 def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
-    """Augmentation as steps: read the data, then per label show examples, ask, check, keep."""
+    """Augmentation as steps: read the data, then per label show examples, ask, check, keep;
+    then, for the labels whose samples were copies of real sentences, ask again (bounded by
+    ``copy_retries``, and by the connection's call budget like every call)."""
     o, spec = options, options.spec
     units = _units(spec, o.lang, o.source, o.data_dir, o.out_root, o.train_limit)  # reads (and checks) the data before any call
     connection = as_connection(connection)
@@ -205,28 +224,62 @@ def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
     items = shape_named(spec.shape).record  # what a sample's labels are
     store = _SampleStore(spec, units)
     rng = random.Random(o.seed)
+    jobs = _jobs(units, items, o.max_labels)
+
+    def call(i: int, unit: _Unit, label: str, shown: list[Record], n: int, call_seed: int, prev: _Call | None = None) -> _Call:
+        """One call for a label (``prev``: its call before): ``n`` samples asked, each checked and kept or counted by reason."""
+        done = _Call(i, unit, label, shown, before=prev.before + prev.shown if prev else [], copied=list(prev.copied) if prev else [])
+        stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
+        stats["asked"] += n
+        report.asked += n
+        samples = _ask(connection.lm, o.lang, unit, label, items, shown, n, call_seed, o.constrained, report)
+        for sample in samples[:n]:
+            report.received += 1
+            rec, reason = store.check(unit, sample, [r.text for r in shown])
+            if reason:
+                report.rejected[reason] += 1
+                done.note_rejected(sample, reason)
+                continue
+            store.keep(unit, rec, _provenance(connection, o.seed, label, shown))
+            report.accepted += 1
+            stats["accepted"] += 1
+        return done
+
     try:
-        for i, (unit, label) in enumerate(tqdm(_jobs(units, items, o.max_labels), desc=f"augment {spec.name}/{o.lang}", unit="label", dynamic_ncols=True)):
-            shown = _examples_shown(unit, label, items, rng)
-            stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
-            stats["asked"] += o.per_label
-            report.asked += o.per_label
-            samples = _ask(connection.lm, o.lang, unit, label, items, shown, o.per_label, o.seed * 100003 + i, o.constrained, report)
-            for sample in samples[: o.per_label]:
-                report.received += 1
-                rec, reason = store.check(unit, sample)
-                if reason:
-                    report.rejected[reason] += 1
-                    continue
-                store.keep(unit, rec, _provenance(connection, o.seed, label, shown))
-                report.accepted += 1
-                stats["accepted"] += 1
+        again = []
+        for i, (unit, label) in enumerate(tqdm(jobs, desc=f"augment {spec.name}/{o.lang}", unit="label", dynamic_ncols=True)):
+            again.append(call(i, unit, label, _examples_shown(unit, label, items, rng), o.per_label, o.seed * 100003 + i))
+        # Asked again only after every label had its call, so retries never crowd out a label.
+        for attempt in range(1, o.copy_retries + 1):
+            todo, again = [c for c in again if c.copies], []
+            for prev in todo:
+                seed = o.seed * 100003 + attempt * len(jobs) + prev.index  # another seed than any call before
+                again.append(call(prev.index, prev.unit, prev.label, _examples_again(prev, items, rng), prev.copies, seed, prev))
+                report.retried_calls += 1
     finally:
         # Whatever was accepted before an interruption is written.
         report.files = store.write(report.files)
         report.llm = spent.counts()
         _write_report(report, o.out_root, spec.name, o.lang, o.source, o.seed)
     return report
+
+
+@dataclass(eq=False)
+class _Call:
+    """What one call for a label showed, and which of its samples were copies of real sentences."""
+
+    index: int  # the label's place in the jobs (its call seeds derive from it)
+    unit: _Unit
+    label: str
+    shown: list[Record]
+    before: list[Record] = field(default_factory=list)  # what the label's earlier calls showed
+    copied: list[Record] = field(default_factory=list)  # the records shown to this label's calls that were copied
+    copies: int = 0  # samples rejected as copies of a shown sentence or of a training text
+
+    def note_rejected(self, sample: Any, reason: str) -> None:
+        if reason in COPY_REASONS:
+            self.copies += 1
+            self.copied += [r for r in self.shown if r not in self.copied and is_copy(sample["text"], r.text)]
 
 
 def _jobs(units: list[_Unit], items: RecordItems, max_labels: int | None) -> list[tuple[_Unit, str]]:
@@ -241,6 +294,17 @@ def _jobs(units: list[_Unit], items: RecordItems, max_labels: int | None) -> lis
 def _examples_shown(unit: _Unit, label: str, items: RecordItems, rng: random.Random) -> list[Record]:
     with_label = [r for r in unit.records if label in _labels_of(items, r)]
     return rng.sample(with_label, min(3, len(with_label)))
+
+
+def _examples_again(prev: _Call, items: RecordItems, rng: random.Random) -> list[Record]:
+    """What to show when asking again: records with the label not shown yet, then shown ones
+    that were not copied; the copied ones only when the label has no others."""
+    with_label = [r for r in prev.unit.records if prev.label in _labels_of(items, r)]
+    seen = prev.before + prev.shown
+    fresh = [r for r in with_label if r not in seen]
+    shown = rng.sample(fresh, min(3, len(fresh)))
+    shown += [r for i, r in enumerate(seen) if r not in seen[:i] and r not in prev.copied][: 3 - len(shown)]
+    return shown or rng.sample(with_label, min(3, len(with_label)))
 
 
 def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list[Record], per_label: int, call_seed: int,
@@ -288,14 +352,15 @@ class _SampleStore:
         self.kept: dict[Path, list[dict[str, Any]]] = {}
         self.checkers: dict[str, SampleChecker] = {}
 
-    def check(self, unit: _Unit, sample: Any) -> tuple[dict[str, Any] | None, str | None]:
+    def check(self, unit: _Unit, sample: Any, shown: list[str]) -> tuple[dict[str, Any] | None, str | None]:
         if unit.out_file not in self.kept:
             self.kept[unit.out_file] = _existing(unit.out_file)
         if unit.name not in self.checkers:
-            self.checkers[unit.name] = SampleChecker(self.spec, unit.schema, [r.text for r in unit.records])
-            for obj in self.kept[unit.out_file]:  # what is already there counts as seen
-                self.checkers[unit.name].check(obj)
-        return self.checkers[unit.name].check(sample)
+            self.checkers[unit.name] = checker = SampleChecker(self.spec, unit.schema, [r.text for r in unit.records])
+            for obj in self.kept[unit.out_file]:  # what the file holds counts as accepted: a copy of it is a duplicate
+                if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+                    checker.remember(obj["text"])
+        return self.checkers[unit.name].check(sample, shown)
 
     def keep(self, unit: _Unit, rec: dict[str, Any], provenance: dict[str, Any]) -> None:
         text = rec["text"]
@@ -305,6 +370,9 @@ class _SampleStore:
             **rec,
             "provenance": provenance,
         })  # fmt: skip
+        for other in self.units:  # InstructIE's topics share one file: a sample kept for one is a duplicate for the others
+            if other.out_file == unit.out_file and other.name != unit.name and other.name in self.checkers:
+                self.checkers[other.name].remember(text)
 
     def write(self, files: list[str]) -> list[str]:
         """Write every file that has samples (atomically), with its schema beside it; the files written."""

@@ -1,10 +1,11 @@
-"""Augmentation: every rejection reason on real records, counts, provenance, merge on re-run."""
+"""Augmentation: every rejection reason on real records, counts, provenance, merge on re-run (copies: test_copies.py)."""
 
 import json
 
 import pytest
 
 from kgopt.augmentation import augment
+from kgopt.augmentation.generate import PROMPT_VERSION
 from kgopt.augmentation.validate import SampleChecker
 from kgopt.clients.config import EndpointConfig
 from kgopt.clients.lm import connect
@@ -35,6 +36,7 @@ def test_checker_gives_one_reason_per_rejection(train):
     assert c.check(good)[1] is None
     assert c.check(good) == (None, "duplicate")
     assert c.check({"text": real.text, "relation": real.labels}) == (None, "near_copy")
+    assert c.check({"text": real.text, "relation": real.labels}, [real.text]) == (None, "copy_of_shown")
     assert c.check(_sample("李雷的妻子是韩梅梅。", "李雷", "不存在的关系", "韩梅梅")) == (None, "label_not_in_schema")
     assert c.check(_sample("李雷的妻子是韩梅梅。", "李雷", "妻子", "王芳")) == (None, "span_not_in_text")
     assert c.check({"text": "李雷的妻子是韩梅梅。", "relation": []}) == (None, "no_labels")
@@ -46,23 +48,29 @@ def test_checker_gives_one_reason_per_rejection(train):
 def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path):
     schema = train[0].schema
     first_rel = next(r for r in schema.roles if any(r == l["relation"] for ex in train for l in ex.record.labels))
-    real = next(ex.record for ex in train if ex.record.labels)
-    reply = {
-        "samples": [
+
+    def respond(req):
+        prompt = req["messages"][0]["content"]
+        shown = [json.loads(line) for line in prompt.split("的真实样本")[1].splitlines() if line.startswith('{"text"')]
+        other = next(ex.record for ex in train if ex.record.labels and ex.record.text not in {s["text"] for s in shown})
+        reply = {"samples": [
             _sample("《海上花开》由歌手张三演唱，发行于2019年。", "海上花开", first_rel, "张三"),  # accepted
             _sample("《海上花开》由歌手张三演唱，发行于2019年。", "海上花开", first_rel, "张三"),  # duplicate
-            {"text": real.text, "relation": real.labels},  # near copy
+            shown[0],  # a copy of a sentence shown
+            {"text": other.text, "relation": other.labels},  # a copy of a training text not shown
             _sample("李雷出生于北京。", "李雷", "没有这个关系", "北京"),  # not in schema
             _sample("李雷出生于北京。", "李雷", first_rel, "上海"),  # span not in text
-        ]
-    }
-    with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+        ]}  # fmt: skip
+        return 200, chat_response(json.dumps(reply, ensure_ascii=False))
+
+    with FakeEndpoint(respond=respond) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
-        rep = augment("RE", LANG, conn, source=SOURCE, per_label=5, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
+        rep = augment("RE", LANG, conn, source=SOURCE, per_label=6, data_dir=shared_data, out_dir=tmp_path, max_labels=1, copy_retries=0)
         req = server.requests[0]
     data = rep.to_json()
-    assert (data["asked"], data["received"], data["accepted"]) == (5, 5, 1)
-    assert data["rejected"] == {"malformed": 0, "no_labels": 0, "label_not_in_schema": 1, "span_not_in_text": 1, "near_copy": 1, "duplicate": 1}
+    assert (data["asked"], data["received"], data["accepted"]) == (6, 6, 1)
+    assert data["rejected"] == {"malformed": 0, "copy_of_shown": 1, "near_copy": 1, "duplicate": 1, "no_labels": 0, "label_not_in_schema": 1,
+                                "span_not_in_text": 1}  # fmt: skip
     # The prompt shows real records with the label; the reply was constrained to the sample schema.
     assert first_rel in req["messages"][0]["content"] and "response_format" in req
     out = tmp_path / "iepile" / "IE-zh" / "RE" / SOURCE / "train.json"
@@ -70,13 +78,13 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
     assert [r.text for r in recs] == ["《海上花开》由歌手张三演唱，发行于2019年。"]
     row = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
     prov = row["provenance"]
-    assert prov["model"] == "fake" and prov["prompt_version"] == "llmicl-v2" and prov["label"] == first_rel and prov["source_ids"]
+    assert prov["model"] == "fake" and prov["prompt_version"] == PROMPT_VERSION and prov["label"] == first_rel and prov["source_ids"]
     assert (out.parent / "schema.json").read_bytes() == (shared_data / "iepile" / "IE-zh" / "RE" / SOURCE / "schema.json").read_bytes()
     assert json.loads((tmp_path / "reports" / f"RE_zh_{SOURCE}_seed0.json").read_text())["accepted"] == 1
     # A second run adds nothing new (its only good sample is a duplicate now) and loses nothing.
-    with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+    with FakeEndpoint(respond=respond) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
-        rep2 = augment("RE", LANG, conn, source=SOURCE, per_label=5, data_dir=shared_data, out_dir=tmp_path, max_labels=1)
+        rep2 = augment("RE", LANG, conn, source=SOURCE, per_label=6, data_dir=shared_data, out_dir=tmp_path, max_labels=1, copy_retries=0)
     assert rep2.accepted == 0 and rep2.rejected["duplicate"] == 2
     assert [r.text for r in read_unified(out, "relation", SOURCE)] == ["《海上花开》由歌手张三演唱，发行于2019年。"]
     # The compiler reads augmented records with the same readers as real ones.
