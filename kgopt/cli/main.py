@@ -263,6 +263,7 @@ def augment(
     data_dir: Optional[Path] = DataDirOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Augmented data root. Default: dataset/augmented (read by kgopt compile)."),
     plain: bool = typer.Option(False, "--plain", help="Do not ask the server for JSON-schema constrained output."),
+    copy_retries: int = typer.Option(1, "--copy-retries", min=0, help="Times to ask a label again for the samples that were copies of real sentences (0: never)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
@@ -279,7 +280,7 @@ def augment(
 
     conn = _connect(api_base, model, api_key, config, api_key_env)
     rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
-              max_labels=max_labels, train_limit=train_limit, constrained=not plain)
+              max_labels=max_labels, train_limit=train_limit, constrained=not plain, copy_retries=copy_retries)
     data = rep.to_json()
     if as_json:
         typer.echo(dumps(data))
@@ -291,7 +292,8 @@ def augment(
 
 
 def _print_augment(data: dict) -> None:
-    typer.echo(f"{data['task']}/{data['lang']}: asked {data['asked']}, received {data['received']}, accepted {data['accepted']}, missing {data['missing']}, failed calls {data['failed_calls']}")
+    typer.echo(f"{data['task']}/{data['lang']}: asked {data['asked']}, received {data['received']}, accepted {data['accepted']}, missing {data['missing']}, failed calls {data['failed_calls']}, "
+               f"calls asking again for copies {data['retried_calls']}")
     for reason, n in data["rejected"].items():
         typer.echo(f"  rejected {reason:<20} {n}")
     u = data["llm"]
@@ -344,6 +346,7 @@ def compile_cmd(
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe (default), or cmaes: CMA-ES on the numeric parameters (demonstration weights, temperature), TPE for the rest."),
     instructzero: int = typer.Option(0, "--instructzero", min=0, help="InstructZero-style search: N instructions written by the embedded model from soft prompts, each scored zero-shot on dev; the best joins the candidates (needs the local extra)."),
+    reflect: int = typer.Option(0, "--reflect", min=0, help="Learn from failures: after the trials, N instructions written from the best trial's dev errors, each scored as one more trial (off by default: not yet shown to help)."),
     halving: bool = typer.Option(True, "--halving/--no-halving", help="Successive halving: score dev in rungs (5, 10, 20, ... records) and stop a trial below the median at a rung."),
     objective: str = typer.Option(
         "f1", "--objective", help="f1 (default): maximise dev F1. pareto: also minimise prompt tokens per dev record (two objectives; no halving)."
@@ -372,7 +375,7 @@ def compile_cmd(
         storage=cli_storage_url(storage, storage_password_file), study_name=study, max_calls=max_calls, out=out,
         data_dir=_own_files(data_dir, train_file, dev_file, schema_file), augmented=augmented, train_limit=train_limit, dev_limit=dev_limit,
         max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads, new_study=new_study, force=force,
-        halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record, sampler=sampler, instructzero_trials=instructzero,
+        halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record, sampler=sampler, instructzero_trials=instructzero, reflections=reflect,
     )
     res = run_compile(options, _connect(api_base, model, api_key, config, api_key_env))
     m = res.manifest

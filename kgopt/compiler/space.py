@@ -69,6 +69,9 @@ class TrialConfig:
     demo_w_diversity: float = 0.0
     demo_w_length: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)  # the optimiser's own settings
+    # A reflection trial only (``kgopt compile --reflect``): the index of its instruction among the
+    # study's reflective proposals, which replaces ``instruction``'s candidate.
+    reflection: int | None = None
 
     def demo_weights(self) -> DemoWeights | None:
         if self.demo_choice != "weighted":
@@ -98,6 +101,8 @@ class TrialConfig:
         if self.demo_choice != "weighted":
             for param in DEMO_WEIGHT_PARAMS:
                 d.pop(param)
+        if self.reflection is None:
+            d.pop("reflection")
         return {**d, **{f"{self.optimizer}_{k}": v for k, v in opts.items()}}
 
     @classmethod

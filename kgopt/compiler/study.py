@@ -18,6 +18,11 @@ stopped. ``objective="pareto"`` makes the study two-objective (dev F1 up, prompt
 record down; Optuna prunes single-objective studies only, so halving is off): the best F1 is
 written, or with ``max_tokens_per_record`` the best F1 within that cap.
 
+Learning from failures (``reflections``, ``--reflect N``; off by default until a benchmark
+shows it helps): after the trials, the best trial's dev errors are shown to the model, which
+writes up to N instructions (``_reflect``); each becomes one more trial, the best trial's
+configuration with that instruction, so it is written only if dev prefers it.
+
 Failures fail: when more than ``max_failed_share`` of a trial's (or the baseline's, or the
 instruction proposals') calls failed, nothing is recorded as a score. The trial is marked
 FAIL with the reason and queued to run again, the run stops with ``CallsFailed`` and no
@@ -25,7 +30,7 @@ program is written. An existing program with a higher dev F1 on the same fingerp
 replaced unless ``force``.
 
 ``run_compile`` reads as its steps over ``CompileOptions``: load data, connect, open the
-study, set it up, score the baseline, run trials, write the best. The test split is never read.
+study, set it up, score the baseline, run trials (and reflect), write the best. The test split is never read.
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ from typing import Any
 
 import dspy
 import optuna
+import ujson
 from loguru import logger
 from tqdm import tqdm
 
 from kgopt.clients.lm import Connection, UsageSpan, as_connection
 from kgopt.compiler import manifest as mf
 from kgopt.compiler.fingerprint import Fingerprint, differences, fingerprint_of
-from kgopt.compiler.instructions import PROMPT_VERSION, propose_instructions
+from kgopt.compiler.instructions import PROMPT_VERSION, REFLECT_PROMPT_VERSION, propose_from_failures, propose_instructions
 from kgopt.compiler.interrupts import TrialShield
 from kgopt.compiler.optimizers import get_optimizer, optimizer_names, run_optimizer
 from kgopt.compiler.space import TrialConfig, split_choices, starting_points, suggest
@@ -177,6 +183,8 @@ class Compiler:
         self.trials_dir = trials_dir
         self.dev_batches = max(1, min(dev_batches, len(dev)))
         self.instructions: list[str] = []
+        self.reflections: list[str] = []  # the study's reflective proposals (``_reflect``), once made
+        self.last_lines: list[dict[str, Any]] = []  # the evaluator lines of the last ``evaluate``
         self.splits: tuple[int, ...] | None = None  # the study's split sizes
         self.trials: int | None = None  # finished trials the study should have (all workers together)
         self.budget_spent = False  # this run's --max-calls stopped it
@@ -222,6 +230,7 @@ class Compiler:
             self.scored = b
             self.check_calls(spent, desc)
             report = score_lines(self.spec.name, lines)
+            self.last_lines = lines
             if reports and b < n and b in self.rungs:
                 trial.report(report.total.headline_f1(), step=b)
                 if prunable and trial.should_prune():
@@ -229,9 +238,12 @@ class Compiler:
                     raise optuna.TrialPruned(f"dev F1 {report.total.headline_f1()} after {b} of {n} records")
         return report
 
+    def instruction_of(self, cfg: TrialConfig) -> str:
+        return self.reflections[cfg.reflection] if cfg.reflection is not None else self.instructions[cfg.instruction]
+
     def build(self, cfg: TrialConfig, seed: int) -> IEProgram:
         # Candidate 0 is the official template: that of the trial's answer format.
-        instruction = self.instructions[cfg.instruction] if cfg.instruction else None
+        instruction = self.instruction_of(cfg) if cfg.instruction or cfg.reflection is not None else None
         program = IEProgram(self.spec.name, self.lang, instruction=instruction, settings=cfg.settings())
         program.set_lm(self.lm)
         trainset = chunk_examples(program.spec, self.train, cfg.split_size)
@@ -264,11 +276,13 @@ class Compiler:
             trial.study.stop()
             raise SurplusTrial(f"the study already has its {self.trials} trials")
         cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits, fixed_space=self.sampler == "cmaes")
+        if "reflection" in trial.user_attrs:  # enqueued by _reflect: recorded as a parameter, so it is its own configuration
+            cfg.reflection = trial.suggest_categorical("reflection", list(range(len(self.reflections))))
         twin = _same_configuration(trial)
         if twin is not None:  # a configuration is run once per study, whichever worker proposes it again
             trial.set_user_attr("duplicate_of", twin.number)
             raise optuna.TrialPruned(f"same configuration as trial {twin.number}")
-        trial.set_user_attr("instruction_text", self.instructions[cfg.instruction])
+        trial.set_user_attr("instruction_text", self.instruction_of(cfg))
         trial.set_user_attr("worker", WORKER)
         started, spent = time.monotonic(), UsageSpan(self.lm.usage)
         compile_calls = None
@@ -400,6 +414,7 @@ class CompileOptions:
     max_tokens_per_record: float | None = None  # pareto: write the best dev F1 among trials within this
     sampler: str = "tpe"  # one of SAMPLERS
     instructzero_trials: int = 0  # InstructZero-style instructions written by the embedded model (0: none)
+    reflections: int = 0  # after the trials: instructions written from the best trial's dev errors, each one more trial
 
     def __post_init__(self) -> None:
         self.task = get_task(self.task).name
@@ -416,6 +431,8 @@ class CompileOptions:
             raise ConfigError("--sampler cmaes searches one objective: use the default sampler with --objective pareto")
         if self.instructzero_trials < 0:
             raise ConfigError("--instructzero must be >= 0")
+        if self.reflections < 0:
+            raise ConfigError("--reflect must be >= 0")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.max_tokens_per_record is not None:
@@ -470,6 +487,10 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
         _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals, o.instructzero_trials)
         _score_baseline(study, comp)
         _run_trials(study, comp, o.trials, o.url, spent)
+        if o.reflections and comp.calls_failed is None and not comp.budget_spent:
+            _reflect(study, comp, o.reflections)
+            comp.trials = o.trials + len(comp.reflections)
+            _run_trials(study, comp, comp.trials, o.url, spent)
         if comp.calls_failed is not None:
             raise CallsFailed(f"{comp.calls_failed}; no program was written, finished trials are kept in study {study.study_name}; "
                               "re-run the same command to resume once the endpoint answers")
@@ -572,6 +593,7 @@ def _set_up(study: optuna.Study, created: bool, comp: Compiler, train: list[Aske
             study.set_user_attr("setup_started", None)  # nobody is setting it up now: a re-run need not wait
             raise
     comp.instructions = study.user_attrs["instructions"]
+    comp.reflections = study.user_attrs.get("reflection", {}).get("instructions", [])
     comp.splits = _study_splits(study, comp.spec)
 
 
@@ -615,6 +637,54 @@ def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int)
     study.set_user_attr("instructzero", res.to_json())
     logger.info("InstructZero: {} instructions written, best dev F1 {} : {!r}", len(res.trials), res.score, res.instruction)
     return res.candidates(1)
+
+
+REFLECT_FROM = 3  # dev records the model is shown per reflection: a small model's context stays small
+
+
+def _reflect(study: optuna.Study, comp: Compiler, n: int) -> None:
+    """Learning from failures, once per study: the best complete trial's dev errors are shown to
+    the model (``propose_from_failures``), and each instruction it writes is enqueued as that
+    trial's configuration with the new instruction, so dev decides whether it is kept."""
+    if "reflection" in study.user_attrs:
+        return  # made by an earlier run or another worker: its trials are enqueued or done
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
+    if not complete:
+        logger.info("--reflect: no complete trial to learn from")
+        return
+    best = max(complete, key=lambda t: (trial_f1(t), -t.number))
+    comp.evaluate(_program_of(best, comp), desc=f"reflect: trial {best.number} dev")  # its answers come from the response cache
+    failures = dev_failures(comp.spec.name, comp.last_lines)[:REFLECT_FROM]
+    if not failures:
+        logger.info("--reflect: trial {} made no error on dev; nothing to learn from", best.number)
+        return
+    current = best.user_attrs.get("instruction_text") or comp.instructions[0]
+    texts, counts = propose_from_failures(comp.lang, comp.lm, current, failures, n, comp.seed, known=comp.instructions)
+    if counts["failed"] > comp.max_failed_share * counts["asked"]:
+        raise CallsFailed(f"reflective proposals: {counts['failed']} of {counts['asked']} LLM calls failed")
+    study.set_user_attr("reflection", {"from_trial": best.number, "prompt": REFLECT_PROMPT_VERSION, "counts": counts,
+                                       "records_shown": [f["id"] for f in failures], "instructions": texts})
+    comp.reflections = texts
+    for i in range(len(texts)):
+        study.enqueue_trial({**best.params, "reflection": i}, user_attrs={"reflection": i})
+    logger.info("--reflect: {} instructions written from {} dev errors of trial {}; each is scored as one more trial",
+                len(texts), len(failures), best.number)
+
+
+def dev_failures(task: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records ``lines`` (evaluator lines) got wrong: id, input, the model's answer and the
+    gold labels; records with gold labels missed first, in dev order."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_id.setdefault(line["id"], []).append(line)
+    out = []
+    for rid, group in by_id.items():
+        tp, pred, gold = score_lines(task, group).total.headline()
+        if tp == pred == gold:
+            continue
+        text = ujson.loads(group[0]["instruction"]).get("input", "")
+        out.append({"id": rid, "input": text, "output": " ".join(l.get("output") or "" for l in group), "gold": group[0]["label"], "missed": gold - tp})
+    return sorted(out, key=lambda f: f["missed"] == 0)
 
 
 def _wait_for_set_up(study: optuna.Study) -> None:
@@ -819,6 +889,8 @@ def _write_best(study: optuna.Study, comp: Compiler, o: CompileOptions, data: mf
     }
     if "instructzero" in study.user_attrs:  # z, the projection seed and the texts: what rebuilds its candidate
         study_record["instructzero"] = study.user_attrs["instructzero"]
+    if "reflection" in study.user_attrs:  # the reflective instructions, what they were written from, and their trials
+        study_record["reflection"] = {**study.user_attrs["reflection"], "trials": _reflection_trials(study)}
     if o.objective == "pareto":
         study_record["pareto_front"] = _pareto_front(study)
         study_record["max_tokens_per_record"] = o.max_tokens_per_record
@@ -834,6 +906,11 @@ def _write_best(study: optuna.Study, comp: Compiler, o: CompileOptions, data: mf
     program.save_artifact(o.out_path, manifest)
     logger.info("wrote {} (dev F1 {} vs zero-shot {}; {})", o.out_path, manifest["dev"]["f1"], manifest["baseline_dev"]["f1"], manifest["chosen"])
     return result
+
+
+def _reflection_trials(study: optuna.Study) -> list[dict[str, Any]]:
+    return [{"trial": t.number, "reflection": t.params["reflection"], "state": t.state.name, "f1": trial_f1(t)}
+            for t in study.get_trials(deepcopy=False) if "reflection" in t.params]
 
 
 def _better_existing(path: Path, manifest: dict[str, Any]) -> str | None:
