@@ -346,6 +346,7 @@ def compile_cmd(
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe (default), or cmaes: CMA-ES on the numeric parameters (demonstration weights, temperature), TPE for the rest."),
     instructzero: int = typer.Option(0, "--instructzero", min=0, help="InstructZero-style search: N instructions written by the embedded model from soft prompts, each scored zero-shot on dev; the best joins the candidates (needs the local extra)."),
+    continuous: bool = typer.Option(True, "--continuous/--no-continuous", help="Search the float parameters (temperature, demonstration weights); --no-continuous: categorical only, as before (an ablation)."),
     reflect: int = typer.Option(0, "--reflect", min=0, help="Learn from failures: after the trials, N instructions written from the best trial's dev errors, each scored as one more trial (off by default: not yet shown to help)."),
     halving: bool = typer.Option(True, "--halving/--no-halving", help="Successive halving: score dev in rungs (5, 10, 20, ... records) and stop a trial below the median at a rung."),
     objective: str = typer.Option(
@@ -376,6 +377,7 @@ def compile_cmd(
         data_dir=_own_files(data_dir, train_file, dev_file, schema_file), augmented=augmented, train_limit=train_limit, dev_limit=dev_limit,
         max_demos=max_demos, instruction_proposals=proposals, seed=seed, threads=threads, new_study=new_study, force=force,
         halving=halving, objective=objective, max_tokens_per_record=max_tokens_per_record, sampler=sampler, instructzero_trials=instructzero, reflections=reflect,
+        continuous=continuous,
     )
     res = run_compile(options, _connect(api_base, model, api_key, config, api_key_env))
     m = res.manifest

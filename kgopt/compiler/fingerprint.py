@@ -53,6 +53,8 @@ def fingerprint_of(options: Any, files: dict[str, Any], sources: list[str], conn
     extra = {"objective": objective} if objective != "f1" else {}
     if getattr(o, "sampler", "tpe") != "tpe":
         extra["sampler"] = o.sampler
+    if not getattr(o, "continuous", True):  # a categorical temperature: Optuna refuses to mix it with the float one
+        extra["continuous"] = False
     if getattr(o, "instructzero_trials", 0):
         extra["instructzero"] = {"trials": o.instructzero_trials, "d": instructzero.DEFAULT_D, "n_soft": instructzero.DEFAULT_N_SOFT,
                                  "prompt": instructzero.PROMPT_VERSION}

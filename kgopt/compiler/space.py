@@ -29,6 +29,9 @@ SEARCH_SPACE_VERSION = "space-v3"
 
 DEMO_CHOICES = ("random", "coverage", "similar", "weighted")
 TEMPERATURE_RANGE = (0.0, 1.0)
+# Without the continuous part (``continuous=False``, the benchmark's ablation): space-v2's
+# temperatures and no weighted demonstration choice.
+DISCRETE_TEMPERATURES = (0.0, 0.3, 0.7)
 # demo_choice "weighted": the Optuna parameter of each weight of kgopt.core.demos.DemoWeights.
 DEMO_WEIGHT_PARAMS = {f"demo_w_{k}": k for k in DEMO_WEIGHT_KEYS}
 MAX_TOKENS = (128, 256, 512)
@@ -121,26 +124,29 @@ def suggest(
     max_demos: int,
     splits: tuple[int, ...] | None = None,
     fixed_space: bool = False,
+    continuous: bool = True,
 ) -> TrialConfig:
     """One trial's configuration. ``optimizers``: the study's choice (None: every registered
     one); ``splits``: the study's split sizes (fixed when it was created). ``fixed_space``: ask
     the demonstration weights in every trial (used only by "weighted" ones), because CMA-ES
-    models only the parameters every trial has."""
+    models only the parameters every trial has. ``continuous`` False: no float parameter (the
+    temperature one of ``DISCRETE_TEMPERATURES``, no "weighted" demonstration choice)."""
     opt = trial.suggest_categorical("optimizer", list(optimizers or optimizer_names()))
     cfg = TrialConfig(
         optimizer=opt,
         instruction=trial.suggest_categorical("instruction", list(range(n_instructions))),
         num_demos=trial.suggest_int("num_demos", 0, max_demos),
-        demo_choice=trial.suggest_categorical("demo_choice", list(DEMO_CHOICES)),
+        demo_choice=trial.suggest_categorical("demo_choice", [c for c in DEMO_CHOICES if continuous or c != "weighted"]),
         split_size=trial.suggest_categorical("split_size", list(splits or split_choices(spec))),
-        temperature=trial.suggest_float("temperature", *TEMPERATURE_RANGE),
+        temperature=(trial.suggest_float("temperature", *TEMPERATURE_RANGE) if continuous
+                     else trial.suggest_categorical("temperature", list(DISCRETE_TEMPERATURES))),
         output=trial.suggest_categorical("output", ["plain", "json"]),
         max_tokens=trial.suggest_categorical("max_tokens", list(MAX_TOKENS)),
     )
     formats = answer_formats(spec.name)
     if len(formats) > 1:
         cfg.answer_format = trial.suggest_categorical("answer_format", list(formats))
-    if cfg.demo_choice == "weighted" or fixed_space:
+    if cfg.demo_choice == "weighted" or (fixed_space and continuous):
         for param in DEMO_WEIGHT_PARAMS:
             setattr(cfg, param, trial.suggest_float(param, 0.0, 1.0))
     if cfg.output == "json":

@@ -171,6 +171,7 @@ class Compiler:
         halving: bool = True,
         objective: str = "f1",
         sampler: str = "tpe",
+        continuous: bool = True,
     ):
         self.spec = get_task(task)
         self.lang = lang
@@ -194,6 +195,7 @@ class Compiler:
         self.shield = TrialShield()  # Ctrl-C stops a trial's work, never Optuna's record of it
         self.objective_name = objective
         self.sampler = sampler
+        self.continuous = continuous
         self.halving = halving and objective == "f1"  # Optuna prunes single-objective studies only
         self.rungs = rungs_of(len(self.dev))
         self.warm_starts = starting_points(self.spec, optimizers, max_demos)  # never stopped early
@@ -275,7 +277,8 @@ class Compiler:
             # Another worker took the last trial between our check and this trial's start.
             trial.study.stop()
             raise SurplusTrial(f"the study already has its {self.trials} trials")
-        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits, fixed_space=self.sampler == "cmaes")
+        cfg = suggest(trial, self.spec, self.optimizers, len(self.instructions), self.max_demos, self.splits, fixed_space=self.sampler == "cmaes",
+                      continuous=self.continuous)
         if "reflection" in trial.user_attrs:  # enqueued by _reflect: recorded as a parameter, so it is its own configuration
             cfg.reflection = trial.suggest_categorical("reflection", list(range(len(self.reflections))))
         twin = _same_configuration(trial)
@@ -415,6 +418,7 @@ class CompileOptions:
     sampler: str = "tpe"  # one of SAMPLERS
     instructzero_trials: int = 0  # InstructZero-style instructions written by the embedded model (0: none)
     reflections: int = 0  # after the trials: instructions written from the best trial's dev errors, each one more trial
+    continuous: bool = True  # the float parameters (temperature, demonstration weights); False: categorical only (an ablation)
 
     def __post_init__(self) -> None:
         self.task = get_task(self.task).name
@@ -427,6 +431,8 @@ class CompileOptions:
             raise ConfigError("max_failed_share must be at least 0 and below 1")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.sampler == "cmaes" and not self.continuous:
+            raise ConfigError("--sampler cmaes searches the float parameters, which --no-continuous removes")
         if self.sampler == "cmaes" and self.objective == "pareto":
             raise ConfigError("--sampler cmaes searches one objective: use the default sampler with --objective pareto")
         if self.instructzero_trials < 0:
@@ -480,7 +486,7 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
     study, created = _study_for(o, fp)
     comp = Compiler(o.task, o.lang, connection, data.train + data.augmented, data.dev, o.optimizers, o.max_demos, o.seed, o.threads,
                     Path("runs") / "compile" / study.study_name, max_failed_share=o.max_failed_share, fingerprint=fp.digest,
-                    halving=o.halving, objective=o.objective, sampler=o.sampler)
+                    halving=o.halving, objective=o.objective, sampler=o.sampler, continuous=o.continuous)
     comp.trials = o.trials
     _say_halving(o, comp)
     try:

@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from kgopt.compiler.optimizers import SIMILAR_POOL, run_optimizer
-from kgopt.compiler.space import DEMO_CHOICES, DEMO_WEIGHT_PARAMS, SEARCH_SPACE_VERSION, TrialConfig, starting_points, suggest
+from kgopt.compiler.space import DEMO_CHOICES, DEMO_WEIGHT_PARAMS, DISCRETE_TEMPERATURES, SEARCH_SPACE_VERSION, TrialConfig, starting_points, suggest
 from kgopt.core.demos import DemoWeights, most_similar, weighted_demos
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
@@ -256,6 +256,36 @@ def test_suggest_in_a_real_study_asks_floats_only_where_they_apply():
             assert not WEIGHT_PARAMS & set(frozen.params) and cfg.demo_weights() is None
         assert TrialConfig.from_params(frozen.params) == cfg  # what the study reads back (study.py)
     assert choices == set(DEMO_CHOICES) and len(temperatures) > 10
+
+
+def test_without_the_continuous_part_every_parameter_is_categorical():
+    spec = get_task("NER")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for cfg in starting_points(spec, ("labeled",), 4):
+        study.enqueue_trial(cfg.params())  # the warm starts (temperature 0) fit the categorical space
+    choices, temperatures = set(), set()
+    for _ in range(60):
+        trial = study.ask()
+        cfg = suggest(trial, spec, ("labeled", "bootstrap"), 2, 4, fixed_space=True, continuous=False)
+        study.tell(trial, 0.0)
+        frozen = study.trials[trial.number]
+        choices.add(cfg.demo_choice)
+        temperatures.add(cfg.temperature)
+        assert not any(isinstance(d, optuna.distributions.FloatDistribution) for d in frozen.distributions.values()), frozen.distributions
+        assert frozen.distributions["temperature"] == optuna.distributions.CategoricalDistribution(list(DISCRETE_TEMPERATURES))
+    assert choices == set(DEMO_CHOICES) - {"weighted"} and temperatures == set(DISCRETE_TEMPERATURES)
+
+
+def test_no_continuous_is_its_own_study_and_refuses_cmaes():
+    from kgopt.compiler.fingerprint import fingerprint_of
+    from kgopt.compiler.study import CompileOptions
+    from kgopt.errors import ConfigError
+
+    conn = type("C", (), {"model": "m", "identity": "http://x"})()
+    parts = [fingerprint_of(CompileOptions("NER", "en", continuous=c), {}, [], conn).parts for c in (True, False)]
+    assert "continuous" not in parts[0] and parts[1]["continuous"] is False  # studies made before the switch keep their fingerprint
+    with pytest.raises(ConfigError, match="no-continuous"):
+        CompileOptions("NER", "en", continuous=False, sampler="cmaes")
 
 
 def test_warm_starts_keep_temperature_zero_through_a_study():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,10 +43,13 @@ def _rows() -> list[dict]:
     return [json.loads(line) for line in Path("runs/bench-optimizers/runs.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
+BASE = ("zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented")  # the ablations: tests below
+
+
 def test_every_method_reported_within_the_budget_on_the_same_test_records(bench, capsys):
-    out = _run(bench, capsys, "--seeds", "2", "--tag", "a")
+    out = _run(bench, capsys, "--seeds", "2", "--tag", "a", "--methods", ",".join(BASE))
     methods = out["NER/en"]
-    assert list(methods) == list(bench.METHODS)
+    assert list(methods) == list(BASE) and set(BASE) < set(bench.METHODS)
     for name, s in methods.items():
         if "error" in s:  # reported with its error, not dropped (the fake cannot answer DSPy's proposal prompts)
             assert s["error"] and s["seeds"] >= 1
@@ -69,7 +73,8 @@ def test_every_method_reported_within_the_budget_on_the_same_test_records(bench,
 
 def test_kgopt_is_compared_with_each_method_by_a_paired_interval(bench, capsys):
     """Each run keeps its per-record test counts; the table pairs kgopt with each method over the
-    test records (counts summed over seeds), and the interval is recomputable from runs.jsonl."""
+    test records (each record's counts summed over the seeds both ran; zero-shot's one run stands
+    for each of kgopt's seeds), and the interval is recomputable from runs.jsonl."""
     from kgopt.core.stats import RecordCount, paired_bootstrap
 
     _run(bench, capsys, "--seeds", "2", "--tag", "ci", "--methods", "zero_shot,few_shot,kgopt")
@@ -77,37 +82,42 @@ def test_kgopt_is_compared_with_each_method_by_a_paired_interval(bench, capsys):
     assert all(len(r["test_counts"]) == 3 for r in rows)
     results = bench.results_of_tag("ci")
     diffs = bench.kgopt_against(results)["NER/en"]
-    assert set(diffs) == {"zero_shot", "few_shot"} and all(d.n == 3 for d in diffs.values())
+    assert set(diffs) == {"zero_shot", "few_shot"} and all(p.difference.n == 3 and p.seeds == [0, 1] for p in diffs.values())
 
-    def summed(method):
+    def summed(method, times=1):
         out = {}
         for r in rows:
             if r["method"] == method:
-                for key, *c in r["test_counts"]:
+                for key, *c in r["test_counts"] * times:
                     out[key] = [a + b for a, b in zip(out.get(key, [0, 0, 0]), c)]
         return [RecordCount(k, *v) for k, v in out.items()]
 
-    assert diffs["few_shot"] == paired_bootstrap(summed("few_shot"), summed("kgopt"))
+    assert diffs["few_shot"].difference == paired_bootstrap(summed("few_shot"), summed("kgopt"))
+    assert diffs["zero_shot"].difference == paired_bootstrap(summed("zero_shot", times=2), summed("kgopt"))
+    assert results["NER/en"]["few_shot"]["kgopt_minus"] == {**diffs["few_shot"].difference.to_json(), "seeds": [0, 1]}
     bench.print_table(results)
     table = capsys.readouterr().out
-    assert "| NER/en | kgopt minus | ΔF1 [95% CI] | records | verdict |" not in table  # header row is generic
-    assert "| task | kgopt minus | ΔF1 [95% CI] | records | verdict |" in table
-    assert f"| NER/en | few_shot | {diffs['few_shot'].delta:+.2f} [" in table
+    assert "| task | kgopt minus | ΔF1 [95% CI], n | seeds paired | verdict |" in table
+    d = diffs["few_shot"].difference
+    assert f"| NER/en | few_shot | {d.line()} | 0, 1 |" in table
+    assert f"not significant at n = {d.n}" in table  # on the fake's answers every interval holds 0
 
 
 def test_each_run_asks_in_its_own_cache_namespace(bench, capsys):
     first = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "a")
-    again = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "b")
+    again = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "b", "--no-resume")
     # Identical requests of an earlier run are not free answers for this one: it pays for its calls.
     assert first["NER/en"]["kgopt"]["calls"] == again["NER/en"]["kgopt"]["calls"] == BUDGET
-    assert [r["cache_hits"] for r in _rows()] == [0, 0]
+    rows = _rows()
+    assert [r["cache_hits"] for r in rows] == [0, 0] and rows[0]["cache_namespace"] != rows[1]["cache_namespace"]
 
 
 def test_an_identical_program_is_not_asked_the_test_records_twice(bench, capsys):
-    """Test answers are shared across methods and seeds (never the budgeted calls). On these
-    records few-shot shows the same demonstrations on both seeds, so it sends the same test
-    requests and the second seed's answers all come from the cache."""
-    out = _run(bench, capsys, "--methods", "few_shot", "--seeds", "2", "--tag", "t")
+    """Test answers are shared across methods and seeds (never the budgeted calls). With the pool
+    drawn from 6 records of 6 (the same records on both seeds, in another order) few-shot shows
+    the same demonstrations on both seeds, so it sends the same test requests and the second
+    seed's answers all come from the cache."""
+    out = _run(bench, capsys, "--methods", "few_shot", "--seeds", "2", "--tag", "t", "--train-from", "6")
     first, second = _rows()
     assert first["test_calls"] > 0 and first["test_cache_hits"] == 0
     assert (second["test_calls"], second["test_cache_hits"]) == (0, first["test_calls"])
@@ -125,9 +135,9 @@ def test_a_report_over_several_tags_takes_a_rerun_seed_from_the_later_tag(bench,
 
 def test_augmentation_learns_from_the_same_train_records_as_every_method(bench, capsys):
     _run(bench, capsys, "--methods", "kgopt_augmented", "--seeds", "1", "--train", "2", "--tag", "a")
-    args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=2, dev=2, test=3)
+    args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=2, dev=2, test=3, train_from=None)
     (case,) = bench.parse_cases("NER:en", args)
-    allowed = {ex.record.text for ex in case.load("train", 2)}
+    allowed = {ex.record.text for ex in bench.training_pool(case, 0)}  # the seed's pool
     everything = {ex.record.text for ex in case.load("train", None)}
     asked = [r["messages"][0]["content"] for r in bench.endpoint.requests if "You create training data" in r["messages"][0]["content"]]
     shown = {json.loads(line)["text"] for p in asked for line in p.split("Real samples")[1].splitlines() if line.startswith('{"text"')}
@@ -144,8 +154,11 @@ def test_a_task_may_have_its_own_budget(bench, capsys):
     kgopt = out["NER/en"]["kgopt"]
     assert (kgopt["budget"], kgopt["calls"]) == (8, 8)  # not --budget's 24
     assert out["NER/en"]["zero_shot"]["budget"] == 8
-    for bad in ("NER:en:lots", "NER", "NER:en:3:4"):
-        with pytest.raises(SystemExit, match="TASK:LANG:BUDGET"):
+    args = SimpleNamespace(budget=BUDGET, data_dir=None, train=6, dev=2, test=3, train_from=None)
+    own, default, test_only = bench.parse_cases("NER:en:8:2,RE:zh,EE:zh::5", args)
+    assert [(c.budget, c.test_limit) for c in (own, default, test_only)] == [(8, 2), (BUDGET, 3), (BUDGET, 5)]
+    for bad in ("NER:en:lots", "NER", "NER:en:3:4:5", "NER:en:3:x"):
+        with pytest.raises(SystemExit, match=r"TASK:LANG\[:BUDGET\[:TEST\]\]"):
             bench.main(["--tasks", bad])
 
 
@@ -167,10 +180,13 @@ def test_dspy_optimisers_programs_show_the_demonstrations_they_attach(bench, met
     run = bench.Run(case, conn, 0, tmp_path, case.load("train", 6), case.load("dev", 2), {})
     program = bench.METHOD_FUNCTIONS[method](run)
     example = run.valset()[0]
-    if method == "gepa":  # it starts from gold demonstrations and keeps them
-        assert program.extract.demos
+    if method == "gepa":  # it starts from a pool of gold demonstrations and keeps them
+        assert len(program.extract.demos) > bench.DEMOS
+    # Both use kgopt's per-input retrieval: the DEMOS most similar to the input, from the pool.
     # (BRS may rightly choose its zero-shot candidate: on the fake's answers every candidate scores 0.)
-    assert program.select_demos(example.text, example.chunk) == list(program.extract.demos)[: bench.DEMOS]
+    shown = program.select_demos(example.text, example.chunk)
+    assert program.settings.demo_selection == "similar" and len(shown) == min(bench.DEMOS, len(program.extract.demos))
+    assert all(d in list(program.extract.demos) for d in shown)
 
 
 @pytest.mark.parametrize("method", ["mipro", "gepa"])
@@ -185,7 +201,8 @@ def test_mipro_and_gepa_run_as_kgopts_trials_run_them(bench, method, tmp_path, m
     optimizer, seen = get_optimizer(method), {}
 
     def spy(self, program, trainset, valset, lm, num_demos, demo_choice, seed, options):
-        seen.update(trainset=trainset, valset=valset, lm=lm, num_demos=num_demos, seed=seed, options=options)
+        seen.update(trainset=trainset, valset=valset, lm=lm, num_demos=num_demos, seed=seed, options=options, demo_choice=demo_choice,
+                    selection=program.settings.demo_selection)
         return program
 
     monkeypatch.setattr(type(optimizer), "compile", spy)
@@ -198,10 +215,12 @@ def test_mipro_and_gepa_run_as_kgopts_trials_run_them(bench, method, tmp_path, m
     assert seen["valset"] == run.valset()  # selecting on dev
     scaled = "trials" if method == "mipro" else "metric_calls"
     assert {k: v for k, v in seen["options"].items() if k != scaled} == {k: v for k, v in defaults.items() if k != scaled}
-    if method == "mipro":
-        assert run.notes == seen["options"] and seen["trainset"] == run.chunks(run.train)[: bench.BOOTSTRAP_FROM]
-    else:
-        assert run.notes == {"max_metric_calls": seen["options"]["metric_calls"]} and seen["trainset"] == run.chunks(run.train)
+    assert seen["trainset"] == run.pool() == run.chunks(run.train)  # the whole pool, as every method gets it
+    if method == "mipro":  # its demo sets are fixed sets it chooses among: no per-input retrieval
+        assert run.notes == seen["options"] and (seen["demo_choice"], seen["selection"]) == ("random", "fixed")
+    else:  # GEPA keeps its gold demonstrations: shown 3 similar to each input
+        assert run.notes == {"max_metric_calls": seen["options"]["metric_calls"], "demo_selection": "similar"}
+        assert (seen["demo_choice"], seen["selection"]) == ("similar", "similar")
 
 
 def test_score_warm_starts_scores_a_studys_trial_0(bench, capsys):
@@ -218,6 +237,239 @@ def test_score_warm_starts_scores_a_studys_trial_0(bench, capsys):
 
     with pytest.raises(KgoptError, match="nope"):
         script.main(["nope", *args])
+
+
+# --- resuming, the counts files, the shared pool, the ablations -------------------------------------
+
+
+def test_resume_skips_a_finished_run_and_redoes_a_failed_one(bench, capsys):
+    first = _run(bench, capsys, "--methods", "few_shot,mipro", "--seeds", "1", "--tag", "a")
+    assert "error" in first["NER/en"]["mipro"] and "error" not in first["NER/en"]["few_shot"]
+    shutil.rmtree("benchmarks")  # a reused run writes its counts file again
+    again = _run(bench, capsys, "--methods", "few_shot,mipro", "--seeds", "1", "--tag", "b")
+    rows = _rows()
+    assert [(r["method"], r["tag"]) for r in rows] == [("few_shot", "a"), ("mipro", "a"), ("mipro", "b")]  # mipro failed: tried again
+    assert again["NER/en"]["few_shot"] == first["NER/en"]["few_shot"]  # the recorded result, in the table
+    assert Path("benchmarks/counts/optimizers/NER_en/few_shot_seed0.jsonl").is_file()
+    # Another setting is another run; --no-resume runs a finished one again.
+    _run(bench, capsys, "--methods", "few_shot", "--seeds", "1", "--tag", "c", "--test", "2")
+    _run(bench, capsys, "--methods", "few_shot", "--seeds", "1", "--tag", "d", "--no-resume")
+    assert [(r["method"], r["tag"], r["test"]) for r in _rows()[3:]] == [("few_shot", "c", 2), ("few_shot", "d", 3)]
+
+
+def test_a_killed_run_leaves_no_record_and_is_redone_from_scratch(bench, capsys, monkeypatch):
+    """Killed during its test: no record, no counts file. Redone: a fresh study and cache
+    namespace (the killed attempt's trials and answers are not free), its record on a line of
+    its own after a torn one."""
+    import optuna
+
+    real = bench.evaluate
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--tasks", "NER:en", "--budget", str(BUDGET), "--train", "6", "--dev", "2", "--test", "3", "--methods", "kgopt",
+                    "--seeds", "1", "--tag", "k"])  # fmt: skip
+    assert not Path("runs/bench-optimizers/runs.jsonl").exists() and not Path("benchmarks/counts/optimizers/NER_en/kgopt_seed0.jsonl").exists()
+    Path("runs/bench-optimizers/runs.jsonl").write_text('{"case": "NER/en", "method": "kg', encoding="utf-8")  # a write cut off
+    monkeypatch.setattr(bench, "evaluate", real)
+    out = _run(bench, capsys, "--methods", "kgopt", "--seeds", "1", "--tag", "k")["NER/en"]["kgopt"]
+    (row,) = bench.read_rows()  # the torn line is skipped
+    assert out["calls"] == BUDGET and row["cache_hits"] == 0
+    study = optuna.load_study(study_name="NER_en_kgopt_s0_k", storage=bench.storage_url())
+    assert sum(t.user_attrs.get("llm_calls", 0) for t in study.trials) <= BUDGET  # this attempt's trials only
+    assert Path(row["counts_file"]).is_file()
+
+
+def _gold_answers(records):
+    """A fake model that knows the gold answer of these records: always when shown
+    demonstrations, for every other record zero-shot; anything else as the fake answers it."""
+    import hashlib
+
+    from kgopt.core.tasks import get_task
+    from kgopt.testing.fake_endpoint import oneke_answer
+
+    by_text = {ex.record.text: ex.record for ex in records}
+
+    def answer(request):
+        try:
+            ins = json.loads(request["messages"][-1]["content"])
+            rec = by_text.get(ins["input"])
+        except (ValueError, KeyError, TypeError):
+            rec = None
+        if rec is None:
+            return oneke_answer(request)
+        demos = len(request["messages"]) > 2
+        if demos or hashlib.sha256(rec.text.encode()).digest()[0] % 2:
+            return json.dumps(get_task("NER").gold_answer(rec, ins["schema"]), ensure_ascii=False)
+        return oneke_answer(request)
+
+    return answer
+
+
+def test_counts_files_rebuild_the_table_and_its_intervals_without_a_model(bench, capsys, monkeypatch):
+    from kgopt.data.readers import load_examples
+
+    test = load_examples("NER", "en", "test", source="CrossNER_AI", limit=6)
+    with FakeEndpoint(answer=_gold_answers(test)) as ep:
+        monkeypatch.setenv("KGOPT_API_BASE", ep.url)
+        live = _run(bench, capsys, "--methods", "zero_shot,few_shot,kgopt", "--seeds", "2", "--test", "6", "--tag", "c")["NER/en"]
+        asked = len(ep.requests)
+        counts = Path("benchmarks/counts/optimizers/NER_en")
+        assert sorted(p.name for p in counts.iterdir()) == ["few_shot_seed0.jsonl", "few_shot_seed1.jsonl", "kgopt_seed0.jsonl",
+                                                            "kgopt_seed1.jsonl", "zero_shot_seed0.jsonl"]  # fmt: skip
+        lines = [json.loads(line) for line in (counts / "zero_shot_seed0.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert {line["run"] for line in lines} == {"zero-shot strict", "zero-shot lenient", "zero-shot constrained"} and len(lines) == 18
+        assert set(lines[0]) == {"run", "record", "tp", "pred", "gold"}  # bench_compile's format
+        rebuilt = _run(bench, capsys, "--from-counts")["NER/en"]
+        assert len(ep.requests) == asked  # no model call
+    for row in _rows():  # each run's F1 from its counts is its official test F1
+        assert bench.f1_of(row["test_counts"]) == row["test_f1"]
+    assert live["kgopt"]["mean"] > live["zero_shot"]["mean"] > 0  # not a table of zeros
+    assert list(rebuilt) == list(live) == ["zero_shot", "few_shot", "kgopt"]
+    for method, s in live.items():
+        same = ("mean", "min", "max", "seeds", "seed_list", "test_records", "way", "ways", "kgopt_minus")
+        assert {k: rebuilt[method].get(k) for k in same} == {k: s.get(k) for k in same}, method
+    assert live["zero_shot"]["way"] in ("strict", "lenient", "constrained") and live["zero_shot"]["kgopt_minus"]["delta_f1"] > 0
+    assert live["zero_shot"]["kgopt_minus"]["resamples"] >= 2000
+    assert bench.main(["--from-counts"]) == 0
+    table = capsys.readouterr().out
+    assert f"| NER/en | zero_shot (strongest: {live['zero_shot']['way']}) |" in table and "ΔF1 " in table and "6 records" in table
+
+
+def test_from_counts_recomputes_synthetic_runs_exactly(bench, capsys):
+    """Rows with known counts: the table from their counts files is the table from the rows."""
+    import random
+
+    rng = random.Random(1)
+
+    def counts():
+        return [[f"src/{i}", tp, tp + rng.randint(0, 3), tp + rng.randint(0, 3)] for i, tp in enumerate(rng.randint(0, 4) for _ in range(30))]
+
+    rows = []
+    for method, seeds in (("kgopt", (0, 1, 2)), ("few_shot", (0, 1, 2)), ("gepa", (1, 2)), ("zero_shot", (0,))):
+        for seed in seeds:
+            row = {"case": "RE/zh", "method": method, "seed": seed, "test_counts": counts()}
+            if method == "zero_shot":
+                ways = {"strict": counts(), "lenient": counts(), "constrained": counts()}
+                row.update(test_counts_ways=ways, zero_shot_way=bench.strongest_way(ways), test_counts=ways[bench.strongest_way(ways)])
+            rows.append(row)
+            path = bench.counts_path(bench.COUNTS, "RE/zh", method, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            bench.save_counts(path, row)
+    by_method: dict = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    direct = bench.add_intervals({"RE/zh": {m: bench.summarise(rs) for m, rs in by_method.items()}})["RE/zh"]
+    rebuilt = bench.results_from_counts(bench.COUNTS)["RE/zh"]
+    assert set(rebuilt) == set(direct)
+    for method in direct:
+        assert rebuilt[method] == direct[method], method
+    assert direct["gepa"]["kgopt_minus"]["seeds"] == [1, 2]  # paired on the seeds both ran
+    assert direct["zero_shot"]["kgopt_minus"]["seeds"] == [0, 1, 2] and direct["zero_shot"]["kgopt_minus"]["records"] == 30
+
+
+def test_the_training_pool_is_the_same_for_every_method_and_differs_across_seeds(bench, capsys, monkeypatch):
+    """What each method was handed, caught where it is handed over (each spy then stops the run)."""
+    import dspy
+
+    from kgopt.compiler.optimizers import get_optimizer
+    from kgopt.compiler.trainset import chunk_examples
+    from kgopt.core.tasks import get_task
+    from kgopt.data.readers import load_examples
+
+    spec, seen = get_task("NER"), {}
+
+    class Stop(Exception):
+        pass
+
+    def caught(method, chunks):
+        seen[(method, len([k for k in seen if k[0] == method]))] = [(ex.text, ex.chunk) for ex in chunks]
+        raise Stop
+
+    def compile_spy(task, lang, conn, **kw):  # kgopt reads its train split through the pool's layout
+        records = load_examples(task, lang, "train", data_dir=kw["data_dir"], source=kw["source"], limit=kw["train_limit"])
+        caught("kgopt", chunk_examples(spec, records, spec.split_size))
+
+    def augment_spy(task, lang, conn, **kw):
+        records = load_examples(task, lang, "train", data_dir=kw["data_dir"], source=kw["source"], limit=kw["train_limit"])
+        caught("kgopt_augmented", chunk_examples(spec, records, spec.split_size))
+
+    monkeypatch.setattr(bench, "run_optimizer", lambda name, program, trainset, *a, **k: caught("few_shot", trainset))
+    monkeypatch.setattr(bench, "compile_program", compile_spy)
+    monkeypatch.setattr(bench, "augment", augment_spy)
+    for name in ("mipro", "gepa"):
+        monkeypatch.setattr(type(get_optimizer(name)), "compile", lambda self, program, trainset, *a, _n=name: caught(_n, trainset))
+    monkeypatch.setattr(dspy.BootstrapFewShotWithRandomSearch, "compile", lambda self, student, trainset, **k: caught("bootstrap_rs", trainset))
+    methods = ("few_shot", "mipro", "bootstrap_rs", "gepa", "kgopt", "kgopt_augmented")
+    _run(bench, capsys, "--methods", ",".join(methods), "--seeds", "2", "--train", "4", "--train-from", "40", "--tag", "p")
+    assert all("Stop" in r["error"] for r in _rows())
+    args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=4, dev=2, test=3, train_from=40)
+    (case,) = bench.parse_cases("NER:en", args)
+    for seed in (0, 1):
+        pool = [(ex.text, ex.chunk) for ex in chunk_examples(spec, bench.training_pool(case, seed), spec.split_size)]
+        assert pool and all(seen[(m, seed)] == pool for m in methods), seed  # the same list, in the same order
+        assert [r["notes"]["train_pool"] for r in _rows() if r["seed"] == seed] == [[bench.record_key(ex) for ex in bench.training_pool(case, seed)]] * len(methods)
+    assert {t for t, _ in seen[("kgopt", 0)]} != {t for t, _ in seen[("kgopt", 1)]}  # another seed, other records to choose from
+    first40 = {ex.record.text for ex in load_examples("NER", "en", "train", source="CrossNER_AI", limit=40)}
+    assert {t for (m, _), chunks in seen.items() for t, _ in chunks} <= first40
+
+
+def test_the_ablations_compile_with_the_intended_options(bench, capsys, monkeypatch):
+    """kgopt and its ablations call the same compile; each changes only its own part."""
+    import optuna
+
+    from kgopt.compiler import space, study
+    from kgopt.core.tasks import get_task
+
+    seen = {}
+    original_suggest = study.suggest
+
+    def space_now(continuous: bool) -> dict:
+        trial = optuna.create_study().ask()
+        study.suggest(trial, get_task("NER"), ("labeled",), 1, 3, continuous=continuous)  # what a trial of this compile is asked
+        return {"temperature": trial.distributions["temperature"], "demo_choice": trial.distributions["demo_choice"].choices}
+
+    def compile_spy(task, lang, conn, **kw):
+        seen[kw["study_name"].split("_s0_")[0]] = {**kw, "space": space_now(kw.get("continuous", True)), "max_calls_left": conn.lm.max_calls}
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(bench, "compile_program", compile_spy)
+    _run(bench, capsys, "--methods", "kgopt,kgopt_no_halving,kgopt_no_continuous,kgopt_instructzero", "--seeds", "1", "--tag", "x")
+    by = {name.removeprefix("NER_en_"): kw for name, kw in seen.items()}
+    assert set(by) == {"kgopt", "kgopt_no_halving", "kgopt_no_continuous", "kgopt_instructzero"}
+    full = {"temperature": optuna.distributions.FloatDistribution(0.0, 1.0), "demo_choice": tuple(space.DEMO_CHOICES)}
+    assert "weighted" in full["demo_choice"]
+    discrete = {"temperature": optuna.distributions.CategoricalDistribution(list(bench.DISCRETE_TEMPERATURES)),
+                "demo_choice": tuple(c for c in space.DEMO_CHOICES if c != "weighted")}
+    assert by["kgopt"]["space"] == full and "halving" not in by["kgopt"] and "instructzero_trials" not in by["kgopt"]  # kgopt's defaults
+    assert by["kgopt_no_halving"]["halving"] is False and by["kgopt_no_halving"]["space"] == full
+    assert by["kgopt_no_continuous"]["space"] == discrete and by["kgopt_no_continuous"]["continuous"] is False
+    assert "halving" not in by["kgopt_no_continuous"] and "continuous" not in by["kgopt"]
+    assert by["kgopt_instructzero"]["instructzero_trials"] >= 1 and by["kgopt_instructzero"]["space"] == full
+    (iz,) = [r for r in _rows() if r["method"] == "kgopt_instructzero"]
+    assert iz["notes"]["instructzero_trials"] == by["kgopt_instructzero"]["instructzero_trials"] <= bench.INSTRUCTZERO_MAX
+    ignore = {"halving", "instructzero_trials", "continuous", "space", "study_name", "compiled_dir", "out", "data_dir"}
+    shared = [{k: v for k, v in kw.items() if k not in ignore} for kw in by.values()]
+    assert all(s == shared[0] for s in shared) and shared[0]["max_calls"] == BUDGET and shared[0]["seed"] == 0
+    assert study.suggest is original_suggest and "weighted" in space.DEMO_CHOICES  # the library's space, untouched
+
+
+def test_kgopt_without_the_continuous_part_searches_no_float(bench, capsys):
+    """End to end on the fake: every trial of kgopt_no_continuous has a categorical temperature
+    and no weighted demonstration choice (so no demo_w_* weights)."""
+    import optuna
+
+    out = _run(bench, capsys, "--methods", "kgopt_no_continuous", "--seeds", "1", "--tag", "nc")["NER/en"]["kgopt_no_continuous"]
+    assert out["calls"] == BUDGET
+    study = optuna.load_study(study_name="NER_en_kgopt_no_continuous_s0_nc", storage=bench.storage_url())
+    trials = [t for t in study.trials if "temperature" in t.distributions]
+    assert len(trials) >= 2
+    for t in trials:
+        assert isinstance(t.distributions["temperature"], optuna.distributions.CategoricalDistribution)
+        assert "weighted" not in t.distributions["demo_choice"].choices and not any(p.startswith("demo_w_") for p in t.params)
 
 
 @pytest.mark.llm
