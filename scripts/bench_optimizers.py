@@ -58,6 +58,9 @@ Ablations of kgopt (the same compile, one part changed):
                  so this row adds it): as many written instructions as a third of B can score
                  on all of dev (1 to 4). The writing runs on the embedded model in-process
                  (the `local` extra), outside B; scoring each instruction on dev is inside B.
+- kgopt_reflect:       with learning from failures (`reflections=REFLECTIONS`, `--reflect`, opt-in):
+                 instructions written from the best trial's dev errors, each one more trial,
+                 inside B. It becomes kgopt's default only if this row beats kgopt's.
 
 A method that fails (its error, e.g. a small model that cannot follow DSPy's proposal prompts,
 a DSPy optimiser that needed more than B calls, or a compile whose dev scoring alone costs more
@@ -119,6 +122,7 @@ chunk cut short is resumed by the same command:
     .venv/bin/python scripts/bench_optimizers.py --methods kgopt_no_halving
     .venv/bin/python scripts/bench_optimizers.py --methods kgopt_no_continuous
     .venv/bin/python scripts/bench_optimizers.py --methods kgopt_instructzero
+    .venv/bin/python scripts/bench_optimizers.py --methods kgopt_reflect
     .venv/bin/python scripts/bench_optimizers.py --tasks RE:zh::30 --methods kgopt --seeds 1   # smaller still
     .venv/bin/python scripts/bench_optimizers.py                # then: the whole table, every run reused
     .venv/bin/python scripts/bench_optimizers.py --from-counts  # the table and intervals from the committed counts
@@ -177,7 +181,7 @@ from bench_compile import write_counts  # noqa: E402  (the one per-record counts
 
 METHODS = (
     "zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented",
-    "kgopt_no_halving", "kgopt_no_continuous", "kgopt_instructzero",
+    "kgopt_no_halving", "kgopt_no_continuous", "kgopt_instructzero", "kgopt_reflect",
 )  # fmt: skip
 DETERMINISTIC = ("zero_shot",)  # the same program and answers whatever the seed: run once, at seed 0
 DEMOS = 3  # the obvious few-shot setting, and the demo cap of every method
@@ -189,6 +193,7 @@ COUNTS = Path("benchmarks/counts/optimizers")
 # zero-shot way, similar retrieval for BRS and GEPA.
 PROTOCOL = "pool-v1"
 ZERO_SHOT_RUNS = {way: f"zero-shot {way}" for way in ZERO_SHOT_WAYS}  # run names in a zero_shot counts file
+REFLECTIONS = 2  # kgopt_reflect: instructions written from the best trial's dev errors
 INSTRUCTZERO_MAX = 4  # kgopt_instructzero: at most this many instructions written and scored
 
 
@@ -402,6 +407,11 @@ def kgopt_instructzero(run: Run) -> IEProgram:
     return _compile(run, run.budget, None, instructzero_trials=trials)
 
 
+def kgopt_reflect(run: Run) -> IEProgram:
+    run.notes["reflections"] = REFLECTIONS
+    return _compile(run, run.budget, None, reflections=REFLECTIONS)
+
+
 def kgopt_augmented(run: Run) -> IEProgram:
     c, lm = run.case, run.conn.lm
     aug_dir = run.scratch / "augmented"
@@ -423,7 +433,7 @@ def kgopt_augmented(run: Run) -> IEProgram:
 METHOD_FUNCTIONS: dict[str, Callable[[Run], IEProgram]] = {
     "zero_shot": zero_shot, "few_shot": few_shot, "mipro": mipro, "bootstrap_rs": bootstrap_rs, "gepa": gepa, "kgopt": kgopt,
     "kgopt_augmented": kgopt_augmented, "kgopt_no_halving": kgopt_no_halving, "kgopt_no_continuous": kgopt_no_continuous,
-    "kgopt_instructzero": kgopt_instructzero,
+    "kgopt_instructzero": kgopt_instructzero, "kgopt_reflect": kgopt_reflect,
 }  # fmt: skip
 
 

@@ -437,9 +437,10 @@ def test_the_ablations_compile_with_the_intended_options(bench, capsys, monkeypa
         raise RuntimeError("stop")
 
     monkeypatch.setattr(bench, "compile_program", compile_spy)
-    _run(bench, capsys, "--methods", "kgopt,kgopt_no_halving,kgopt_no_continuous,kgopt_instructzero", "--seeds", "1", "--tag", "x")
+    _run(bench, capsys, "--methods", "kgopt,kgopt_no_halving,kgopt_no_continuous,kgopt_instructzero,kgopt_reflect", "--seeds", "1", "--tag", "x")
     by = {name.removeprefix("NER_en_"): kw for name, kw in seen.items()}
-    assert set(by) == {"kgopt", "kgopt_no_halving", "kgopt_no_continuous", "kgopt_instructzero"}
+    assert set(by) == {"kgopt", "kgopt_no_halving", "kgopt_no_continuous", "kgopt_instructzero", "kgopt_reflect"}
+    assert by["kgopt_reflect"]["reflections"] == bench.REFLECTIONS and "reflections" not in by["kgopt"]
     full = {"temperature": optuna.distributions.FloatDistribution(0.0, 1.0), "demo_choice": tuple(space.DEMO_CHOICES)}
     assert "weighted" in full["demo_choice"]
     discrete = {"temperature": optuna.distributions.CategoricalDistribution(list(bench.DISCRETE_TEMPERATURES)),
@@ -451,7 +452,7 @@ def test_the_ablations_compile_with_the_intended_options(bench, capsys, monkeypa
     assert by["kgopt_instructzero"]["instructzero_trials"] >= 1 and by["kgopt_instructzero"]["space"] == full
     (iz,) = [r for r in _rows() if r["method"] == "kgopt_instructzero"]
     assert iz["notes"]["instructzero_trials"] == by["kgopt_instructzero"]["instructzero_trials"] <= bench.INSTRUCTZERO_MAX
-    ignore = {"halving", "instructzero_trials", "continuous", "space", "study_name", "compiled_dir", "out", "data_dir"}
+    ignore = {"halving", "instructzero_trials", "continuous", "reflections", "space", "study_name", "compiled_dir", "out", "data_dir"}
     shared = [{k: v for k, v in kw.items() if k not in ignore} for kw in by.values()]
     assert all(s == shared[0] for s in shared) and shared[0]["max_calls"] == BUDGET and shared[0]["seed"] == 0
     assert study.suggest is original_suggest and "weighted" in space.DEMO_CHOICES  # the library's space, untouched
