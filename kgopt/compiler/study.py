@@ -654,6 +654,8 @@ def _reflect(study: optuna.Study, comp: Compiler, n: int) -> None:
     trial's configuration with the new instruction, so dev decides whether it is kept."""
     if "reflection" in study.user_attrs:
         return  # made by an earlier run or another worker: its trials are enqueued or done
+    # Not locked: two workers that reach this point together would each write their texts, and
+    # the last one's are the study's (docs/compile.md#learning-from-failures).
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
     if not complete:
         logger.info("--reflect: no complete trial to learn from")
