@@ -20,7 +20,7 @@ written, or with ``max_tokens_per_record`` the best F1 within that cap.
 
 Learning from failures (``reflections``, ``--reflect N``; off by default until a benchmark
 shows it helps): after the trials, the best trial's dev errors are shown to the model, which
-writes up to N instructions (``_reflect``); each becomes one more trial, the best trial's
+writes up to N instructions (``_propose_reflections``); each becomes one more trial, the best trial's
 configuration with that instruction, so it is written only if dev prefers it.
 
 Failures fail: when more than ``max_failed_share`` of a trial's (or the baseline's, or the
@@ -493,10 +493,7 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
         _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals, o.instructzero_trials)
         _score_baseline(study, comp)
         _run_trials(study, comp, o.trials, o.url, spent)
-        if o.reflections and comp.calls_failed is None and not comp.budget_spent:
-            _reflect(study, comp, o.reflections)
-            comp.trials = o.trials + len(comp.reflections)
-            _run_trials(study, comp, comp.trials, o.url, spent)
+        _reflect(study, comp, o, spent)
         if comp.calls_failed is not None:
             raise CallsFailed(f"{comp.calls_failed}; no program was written, finished trials are kept in study {study.study_name}; "
                               "re-run the same command to resume once the endpoint answers")
@@ -648,7 +645,16 @@ def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int)
 REFLECT_FROM = 3  # dev records the model is shown per reflection: a small model's context stays small
 
 
-def _reflect(study: optuna.Study, comp: Compiler, n: int) -> None:
+def _reflect(study: optuna.Study, comp: Compiler, o: CompileOptions, spent: UsageSpan) -> None:
+    """``--reflect``: the reflective instructions proposed (once per study), then their trials run."""
+    if not o.reflections or comp.calls_failed is not None or comp.budget_spent:
+        return
+    _propose_reflections(study, comp, o.reflections)
+    comp.trials = o.trials + len(comp.reflections)
+    _run_trials(study, comp, comp.trials, o.url, spent)
+
+
+def _propose_reflections(study: optuna.Study, comp: Compiler, n: int) -> None:
     """Learning from failures, once per study: the best complete trial's dev errors are shown to
     the model (``propose_from_failures``), and each instruction it writes is enqueued as that
     trial's configuration with the new instruction, so dev decides whether it is kept."""
