@@ -51,14 +51,13 @@ _REFLECT = {
         '"instruction", "schema" (the labels to extract) and "input" (the text), and must answer with '
         "one JSON object keyed by the schema labels, copying spans exactly from the input.\n\n"
         "Current instruction:\n{current}\n\nRecords where the model answered wrongly with this instruction:\n{failures}\n\n"
-        "Say to yourself what the model got wrong, then write one improved instruction in English that would avoid "
-        "these mistakes on other texts: a single paragraph of at most 80 words. Reply with the instruction only."
+        "Write one improved instruction in English that would avoid these mistakes on other texts: a single paragraph of at most 80 words. Reply with the instruction only."
     ),
     "zh": (
         "你为信息抽取模型编写指令。模型收到包含\"instruction\"、\"schema\"（要抽取的标签）和\"input\"（文本）的JSON，"
         "必须用一个以schema标签为键的JSON对象回答，并从input中原样复制片段。\n\n当前指令：\n{current}\n\n"
         "使用该指令时模型答错的记录：\n{failures}\n\n"
-        "想一想模型错在哪里，然后写一条能在其他文本上避免这些错误的改进中文指令：一段话，不超过150字。只回复指令本身。"
+        "请写一条能在其他文本上避免这些错误的改进中文指令：一段话，不超过150字。只回复指令本身。"
     ),
 }
 _FAILURE = {
