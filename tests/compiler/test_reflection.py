@@ -122,3 +122,25 @@ def test_a_reflection_trial_keeps_its_index_in_its_parameters():
     cfg = TrialConfig(num_demos=2, reflection=1)
     assert cfg.params()["reflection"] == 1 and TrialConfig.from_params(cfg.params()).reflection == 1
     assert "reflection" not in TrialConfig(num_demos=2).params()
+
+
+@pytest.mark.llm
+def test_the_embedded_model_writes_reflective_instructions(shared_data):
+    """On the real model: a reflective prompt built from a real dev record the zero-shot program got
+    wrong; every reply is either a cleaned instruction or counted as rejected, none failed."""
+    from kgopt.clients.config import resolve_endpoint
+    from kgopt.clients.lm import connect
+    from kgopt.compiler.instructions import clean_proposal, propose_from_failures
+    from kgopt.core.tasks import get_task
+    from kgopt.data.readers import load_examples
+
+    spec = get_task("NER")
+    ex = load_examples("NER", "en", "dev", data_dir=shared_data, source=SOURCE, limit=1)[0]
+    gold = json.dumps(ex.record.labels, ensure_ascii=False)
+    failures = [{"input": ex.record.text, "output": '["' + ex.record.text.split()[0] + '"]', "gold": gold}]
+    conn = connect(resolve_endpoint(), max_tokens=256, cache=False)
+    texts, counts = propose_from_failures("en", conn.lm, spec.template("en"), failures, 2, seed=0, known=[spec.template("en")])
+    assert counts["asked"] == 2 and counts["failed"] == 0 and counts["accepted"] + counts["rejected"] == 2
+    assert conn.lm.usage.calls >= 2  # the model itself answered
+    for text in texts:
+        assert clean_proposal(text, "en") == text and text != spec.template("en")
