@@ -56,7 +56,7 @@ Ablations of kgopt (the same compile, one part changed):
                  in [0, 1]; TPE sampler, as kgopt's default.
 - kgopt_instructzero:  with (b), InstructZero instruction search (`instructzero_trials`, opt-in,
                  so this row adds it): as many written instructions as a third of B can score
-                 on all of dev (1 to 4). The writing runs on the embedded model in-process
+                 on dev's first rung (1 to 4). The writing runs on the embedded model in-process
                  (the `local` extra), outside B; scoring each instruction on dev is inside B.
 - kgopt_reflect:       with learning from failures (`reflections=REFLECTIONS`, `--reflect`, opt-in):
                  instructions written from the best trial's dev errors, each one more trial,
@@ -166,6 +166,7 @@ from kgopt.clients.lm import Connection, connect
 from kgopt.compiler import compile_program
 from kgopt.compiler.optimizers import SIMILAR_POOL, get_optimizer, run_optimizer
 from kgopt.compiler.space import DISCRETE_TEMPERATURES
+from kgopt.compiler.study import FIRST_RUNG
 from kgopt.compiler.trainset import chunk_examples, make_metric
 from kgopt.core.scoring import prf
 from kgopt.core.stats import RESAMPLES, SEED, PairedDifference, RecordCount, paired_bootstrap
@@ -396,9 +397,10 @@ def kgopt_no_continuous(run: Run) -> IEProgram:
 
 
 def instructzero_trials(run: Run) -> int:
-    """Instructions InstructZero writes: as many as a third of B can score on all of dev (each
-    distinct one is one zero-shot pass over dev), at least 1, at most INSTRUCTZERO_MAX."""
-    return max(1, min(INSTRUCTZERO_MAX, (run.budget // 3) // max(1, len(run.valset()))))
+    """Instructions InstructZero writes: as many as a third of B can score on dev's first rung
+    (each distinct one is one zero-shot pass over it), at least 1, at most INSTRUCTZERO_MAX."""
+    first_rung = min(FIRST_RUNG, len(run.valset()))
+    return max(1, min(INSTRUCTZERO_MAX, (run.budget // 3) // max(1, first_rung)))
 
 
 def kgopt_instructzero(run: Run) -> IEProgram:

@@ -345,7 +345,7 @@ def compile_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of demonstration sampling."),
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once while scoring."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe (default), or cmaes: CMA-ES on the numeric parameters (demonstration weights, temperature), TPE for the rest."),
-    instructzero: int = typer.Option(0, "--instructzero", min=0, help="InstructZero-style search: N instructions written by the embedded model from soft prompts, each scored zero-shot on dev; the best joins the candidates (needs the local extra)."),
+    instructzero: int = typer.Option(0, "--instructzero", min=0, help="InstructZero-style search: N instructions written by the embedded model from soft prompts, each scored zero-shot on dev's first rung; the best joins the candidates (needs the local extra)."),
     continuous: bool = typer.Option(True, "--continuous/--no-continuous", help="Search the float parameters (temperature, demonstration weights); --no-continuous: categorical only, as before (an ablation)."),
     reflect: int = typer.Option(0, "--reflect", min=0, help="Learn from failures: after the trials, N instructions written from the best trial's dev errors, each scored as one more trial (off by default: not yet shown to help)."),
     halving: bool = typer.Option(True, "--halving/--no-halving", help="Successive halving: score dev in rungs (5, 10, 20, ... records) and stop a trial below the median at a rung."),

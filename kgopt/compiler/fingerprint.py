@@ -57,7 +57,7 @@ def fingerprint_of(options: Any, files: dict[str, Any], sources: list[str], conn
         extra["continuous"] = False
     if getattr(o, "instructzero_trials", 0):
         extra["instructzero"] = {"trials": o.instructzero_trials, "d": instructzero.DEFAULT_D, "n_soft": instructzero.DEFAULT_N_SOFT,
-                                 "prompt": instructzero.PROMPT_VERSION}
+                                 "prompt": instructzero.PROMPT_VERSION, "scored_on": "first rung"}
     return Fingerprint({**extra,
         "task": o.task,
         "lang": o.lang,

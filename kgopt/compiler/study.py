@@ -213,15 +213,17 @@ class Compiler:
         if u["failures"] and u["failures"] > self.max_failed_share * asked:
             raise CallsFailed(f"{what}: {u['failures']} of {asked} LLM calls failed (more than {self.max_failed_share:.0%})")
 
-    def evaluate(self, program: IEProgram, trial: optuna.Trial | None = None, desc: str = "dev", prunable: bool = False) -> ScoreReport:
-        """Score on dev in batches (every quarter and every rung); after each, stop with
-        ``CallsFailed`` once too many calls failed (a dead endpoint costs one batch). At each rung
-        short of all dev, report the F1 so far (step: records scored) to the trial of a
-        single-objective study; if ``prunable`` and the pruner says so, record the rung and stop."""
+    def evaluate(self, program: IEProgram, trial: optuna.Trial | None = None, desc: str = "dev", prunable: bool = False,
+                 records: int | None = None) -> ScoreReport:
+        """Score on dev (its first ``records`` only, if given) in batches (every quarter and every
+        rung); after each, stop with ``CallsFailed`` once too many calls failed (a dead endpoint costs
+        one batch). At each rung short of all dev, report the F1 so far (step: records scored) to
+        the trial of a single-objective study; if ``prunable`` and the pruner says so, record the
+        rung and stop."""
         lines: list[dict[str, Any]] = []
-        n = len(self.dev)
+        n = len(self.dev) if records is None else max(1, min(records, len(self.dev)))
         quarters = {round(i * n / self.dev_batches) for i in range(self.dev_batches + 1)}
-        bounds = sorted(quarters | set(self.rungs) | {0})
+        bounds = sorted(quarters | {r for r in self.rungs if r <= n} | {0})
         report = None
         spent = UsageSpan(self.lm.usage)
         reports = trial is not None and self.objective_name == "f1"
@@ -624,7 +626,8 @@ def _fix_choices(study: optuna.Study, comp: Compiler, train: list[AskedRecord], 
 def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int) -> list[str]:
     """InstructZero-style candidates (``kgopt.compiler.instructzero``): the embedded model writes
     instructions from soft prompts z and three training examples; each is scored zero-shot on dev
-    through the target endpoint, which only ever sees the text. The best joins the candidates."""
+    through the target endpoint (on dev's first rung), which only ever sees the text. The best
+    joins the candidates."""
     import random
 
     from kgopt.compiler.instructzero import InstructionWriter, search_instructions
@@ -633,7 +636,10 @@ def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int)
 
     def score(text: str) -> float:
         study.set_user_attr("setup_started", time.time())  # still setting up: joining workers keep waiting
-        return comp.evaluate(IEProgram(comp.spec.name, comp.lang, instruction=text), desc="instructzero dev").total.headline_f1()
+        # On the first rung of dev: the search is a pre-selection, and the candidate it keeps is
+        # scored on all of dev as a trial; all of dev per written instruction fits few in a budget.
+        program = IEProgram(comp.spec.name, comp.lang, instruction=text)
+        return comp.evaluate(program, desc="instructzero dev", records=comp.rungs[0]).total.headline_f1()
 
     with InstructionWriter(projection_seed=comp.seed, n_threads=1) as writer:
         res = search_instructions(writer, score, n_trials=trials, seed=comp.seed, sampler="gp", examples=examples, lang=comp.lang)

@@ -84,3 +84,28 @@ def test_instructzero_candidates_join_the_study_and_the_manifest(oracle, shared_
     assert best.startswith("Extract the entities") and study.user_attrs["instructions"].index(best) >= 1  # after the official one
     assert all(len(t["z"]) == StubWriter.d and t["instruction"] for t in record["trials"])
     assert res.manifest["study"]["instructzero"] == record
+
+
+def test_instructzero_scores_its_instructions_on_the_first_rung(shared_data, tmp_path, monkeypatch):
+    """Each written instruction is asked zero-shot on dev's first 5 records only (a pre-selection:
+    the candidate kept is scored on all of dev as a trial), so more of them fit a budget."""
+    import json
+
+    monkeypatch.setattr(instructzero, "InstructionWriter", StubWriter)
+    asked: dict[str, set[str]] = {}
+
+    class Recording(Oracle):
+        def answer(self, req):
+            try:
+                instr = json.loads(req["messages"][-1]["content"])
+                if "variant" in instr["instruction"] and not any(m["role"] == "assistant" for m in req["messages"]):
+                    asked.setdefault(instr["instruction"], set()).add(instr["input"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            return super().answer(req)
+
+    with Recording(TASK, LANG, shared_data, SOURCE) as oracle:
+        compile_program(TASK, LANG, fake_connection(oracle.server.url), source=SOURCE, trials=1, data_dir=shared_data,
+                        compiled_dir=tmp_path / "compiled", train_limit=12, dev_limit=12, instruction_proposals=0, augmented=False,
+                        instructzero_trials=2)
+    assert asked and all(len(inputs) == 5 for inputs in asked.values()), {k: len(v) for k, v in asked.items()}
