@@ -46,9 +46,10 @@ def test_compile_with_instructzero_and_cmaes_on_the_embedded_model(embedded, sha
 def test_augment_on_the_embedded_model(embedded, shared_data, tmp_path):
     rep = augment("NER", "en", embedded, source="CrossNER_AI", per_label=2, max_labels=1, data_dir=shared_data, out_dir=tmp_path)
     d = rep.to_json()
-    assert d["asked"] == 2 and d["failed_calls"] == 0
+    # Two samples asked, and the ones that copied a real sentence asked once more (copy_retries=1).
+    assert d["failed_calls"] == 0 and d["retried_calls"] <= 1 and 2 <= d["asked"] <= 4
     # Every sample the model returned is accounted for: accepted or rejected with a reason.
     # (an unparsable reply counts as one malformed sample).
     assert d["accepted"] + sum(d["rejected"].values()) == d["received"]
-    assert d["received"] <= 2 and d["missing"] == 2 - d["received"]
+    assert d["received"] <= d["asked"] and d["missing"] == d["asked"] - d["received"]
     assert (tmp_path / "reports" / "NER_en_CrossNER_AI_seed0.json").is_file()
