@@ -187,6 +187,11 @@ def _keep_partial(fresh: Path, partial: Path) -> None:
 ZERO_SHOT_WAYS = ("strict", "lenient", "constrained")
 
 
+def strongest_way(f1s: dict[str, float]) -> str:
+    """The zero-shot way with the highest F1 in ``f1s`` (the first of ``ZERO_SHOT_WAYS`` on a tie)."""
+    return max(ZERO_SHOT_WAYS, key=lambda k: (f1s[k], -ZERO_SHOT_WAYS.index(k)))
+
+
 @dataclass
 class ZeroShotComparison:
     """A program against the strongest of three zero-shot baselines on the same records.
@@ -209,8 +214,7 @@ class ZeroShotComparison:
     @property
     def strongest(self) -> str:
         """The zero-shot way with the highest headline F1 (the first of ``ZERO_SHOT_WAYS`` on a tie)."""
-        f1s = {k: r.total.headline_f1() for k, r in self.reports.items()}
-        return max(ZERO_SHOT_WAYS, key=lambda k: (f1s[k], -ZERO_SHOT_WAYS.index(k)))
+        return strongest_way({k: r.total.headline_f1() for k, r in self.reports.items()})
 
     @cached_property
     def difference(self) -> PairedDifference:

@@ -47,11 +47,12 @@ def _f1(report) -> str:
 
 
 def write_counts(path: Path, runs: dict) -> None:
-    """One JSON line per (run, record): its headline counts, from which every F1 and interval follows."""
+    """One JSON line per (run, record): its headline counts (``runs``: run -> its RecordCounts),
+    from which every F1 and interval follows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        for run, report in runs.items():
-            for c in report.records:
+        for run, records in runs.items():
+            for c in records:
                 fh.write(dumps({"run": run, "record": c.key, "tp": c.tp, "pred": c.pred, "gold": c.gold}) + "\n")
 
 
@@ -70,8 +71,8 @@ def run_case(case: str, conn, args) -> dict:
     cmp = compare_with_zero_shot(task, lang, conn, program, split="test", limit=limit, source=source, out_dir=Path("runs/bench-compile") / name)
     d, f1s = cmp.difference, cmp.to_json()["zero_shot_f1"]
     counts = COUNTS / f"{name}.jsonl"
-    write_counts(counts, {"zero-shot strict": cmp.zero_shot.report, "zero-shot lenient": cmp.lenient,
-                          "zero-shot constrained": cmp.constrained.report, "compiled": cmp.program.report})
+    write_counts(counts, {"zero-shot strict": cmp.zero_shot.report.records, "zero-shot lenient": cmp.lenient.records,
+                          "zero-shot constrained": cmp.constrained.report.records, "compiled": cmp.program.report.records})
     per_hour = round(d.n / cmp.program.seconds * 3600, 1) if cmp.program.seconds else None
     row = {
         "task": task, "lang": lang, "source": source or "all", "n": d.n, "zero_shot_f1": f1s, "strongest": cmp.strongest,

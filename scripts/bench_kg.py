@@ -62,15 +62,18 @@ from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.core.scoring import PredictionGroup, ccks2023_score, score_groups
 from kgopt.core.stats import PairedDifference, RecordCount, micro_f1, paired_bootstrap
-from kgopt.data.jsonio import dumps
 from kgopt.data.readers import read_instructie
 from kgopt.evaluation import ZERO_SHOT_WAYS
+from kgopt.evaluation import strongest_way as strongest  # the rule of kgopt evaluate --vs-zero-shot
 from kgopt.locations import CHECKOUT
 from kgopt.extraction import extract, plan_programs
 from kgopt.graph.build import build_graph, mentions_from_labels
 from kgopt.graph.export import read_graph
 from kgopt.graph.quality import gold_entities, graph_vs_gold, merge_quality
 from kgopt.program import load_program
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_compile import write_counts  # noqa: E402  (the one per-record counts format of benchmarks/counts/)
 
 OUT = Path("runs/bench-kg")
 COUNTS = Path("benchmarks/counts")
@@ -138,20 +141,6 @@ def doc_counts(groups: dict[str, PredictionGroup], lenient: bool) -> list[Record
 def pooled_f1(counts: list[RecordCount]) -> float:
     """Micro triple F1 over the documents' counts (the paired interval's F1), two decimals."""
     return round(float(micro_f1(sum(c.tp for c in counts), sum(c.pred for c in counts), sum(c.gold for c in counts))), 2)
-
-
-def strongest(f1s: dict[str, float]) -> str:
-    """The zero-shot way with the highest F1; a tie goes to the first of ``ZERO_SHOT_WAYS``."""
-    return max(ZERO_SHOT_WAYS, key=lambda k: (f1s[k], -ZERO_SHOT_WAYS.index(k)))
-
-
-def write_counts(path: Path, runs: dict[str, list[RecordCount]]) -> None:
-    """One JSON line per (run, record): its counts, as scripts/bench_compile.py writes them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for run, counts in runs.items():
-            for c in counts:
-                fh.write(dumps({"run": run, "record": c.key, "tp": c.tp, "pred": c.pred, "gold": c.gold}) + "\n")
 
 
 def compare(lang: str, groups: dict[str, dict[str, PredictionGroup]]) -> tuple[dict, PairedDifference]:

@@ -151,7 +151,6 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple
 
 import dspy
@@ -175,6 +174,7 @@ from kgopt.data.layouts import IEPileTree, InstructIEFiles, layout_of
 from kgopt.data.readers import AskedRecord, default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded
 from kgopt.evaluation import ZERO_SHOT_WAYS, compare_with_zero_shot, evaluate
+from kgopt.evaluation import strongest_way as strongest_way_of
 from kgopt.program import IEProgram, ProgramSettings, load_program
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -499,7 +499,7 @@ def save_counts(path: Path, row: dict[str, Any]) -> None:
     else:
         runs = {row["method"]: row["test_counts"]}
     tmp = path.with_name(path.name + ".partial")
-    write_counts(tmp, {name: SimpleNamespace(records=[RecordCount(*c) for c in counts]) for name, counts in runs.items()})
+    write_counts(tmp, {name: [RecordCount(*c) for c in counts] for name, counts in runs.items()})
     os.replace(tmp, path)
 
 
@@ -520,8 +520,7 @@ def f1_of(counts: list[list]) -> float:
 
 def strongest_way(ways: dict[str, list[list]]) -> str:
     """ZeroShotComparison.strongest's rule: the highest F1, the first of ZERO_SHOT_WAYS on a tie."""
-    f1s = {way: f1_of(ways[way]) for way in ZERO_SHOT_WAYS}
-    return max(ZERO_SHOT_WAYS, key=lambda k: (f1s[k], -ZERO_SHOT_WAYS.index(k)))
+    return strongest_way_of({way: f1_of(ways[way]) for way in ZERO_SHOT_WAYS})
 
 
 def rows_from_counts(counts_dir: Path, cases: list[str] | None, methods: list[str] | None) -> list[dict[str, Any]]:
