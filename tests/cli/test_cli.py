@@ -64,6 +64,7 @@ def test_an_assertion_error_that_is_not_an_interrupt_is_not_hidden(monkeypatch, 
     (["--objective", "speed"], "unknown objective 'speed'; choose one of f1, pareto"),
     (["--max-tokens-per-record", "300"], "--max-tokens-per-record chooses on the Pareto front: pass --objective pareto"),
     (["--sampler", "cmaes", "--objective", "pareto"], "--sampler cmaes searches one objective"),
+    (["--sampler", "cmaes", "--no-continuous"], "--sampler cmaes searches the float parameters, which --no-continuous removes"),
 ])
 def test_compile_options_are_refused_before_any_model_starts(monkeypatch, args, message):
     import kgopt.cli.main as cli
@@ -72,3 +73,37 @@ def test_compile_options_are_refused_before_any_model_starts(monkeypatch, args, 
     monkeypatch.setattr(cli, "_interruptible", lambda: None)
     res = _run("compile", "--task", "NER", "--lang", "en", *args)
     assert res.exit_code == 2 and message in " ".join(res.output.split())
+
+
+def test_compile_passes_reflect_and_no_continuous_to_its_options(monkeypatch):
+    import kgopt.cli.main as cli
+    import kgopt.compiler as compiler
+
+    seen = {}
+
+    def run_compile(options, conn):
+        seen["options"] = options
+        raise KeyboardInterrupt  # stop here: the options are what this test checks
+
+    monkeypatch.setattr(cli, "_connect", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "_interruptible", lambda: None)
+    monkeypatch.setattr(compiler, "run_compile", run_compile)
+    _run("compile", "--task", "NER", "--lang", "en", "--reflect", "2", "--no-continuous")
+    assert seen["options"].reflections == 2 and seen["options"].continuous is False
+
+
+def test_augment_passes_copy_retries(monkeypatch):
+    import kgopt.augmentation as augmentation
+    import kgopt.cli.main as cli
+
+    seen = {}
+
+    def augment(task, lang, conn, **kw):
+        seen.update(kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_connect", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "_interruptible", lambda: None)
+    monkeypatch.setattr(augmentation, "augment", augment)
+    _run("augment", "--task", "NER", "--lang", "en", "--copy-retries", "0")
+    assert seen["copy_retries"] == 0
