@@ -26,7 +26,7 @@ import ujson
 from loguru import logger
 
 from kgopt import __version__
-from kgopt.adapters.oneke import OneKEAdapter
+from kgopt.adapters.oneke import DEFAULT_LAYOUT, adapter_for, layout_names
 from kgopt.core.answer_schema import answer_json_schema
 from kgopt.clients.dialects import response_format
 from kgopt.core.demos import DemoWeights, most_similar, weighted_demos
@@ -60,6 +60,7 @@ class ProgramSettings:
     answer_format: str | None = None  # None: the task's OneKE format (KG may use "typed_triples")
     # demo_selection "weighted" only (and then required); a program file holds it as an object.
     demo_weights: DemoWeights | None = None
+    layout: str = DEFAULT_LAYOUT  # how the prompt is laid out (kgopt.adapters.oneke.LAYOUTS)
 
     def __post_init__(self):
         # A program file is untrusted input: every field is checked here, by name, so a bad
@@ -76,6 +77,8 @@ class ProgramSettings:
         t = self.temperature
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2):
             raise ValueError(f"temperature must be a number from 0 to 2 or null, got {t!r}")
+        if self.layout not in layout_names():
+            raise ValueError(f"layout must be one of {layout_names()}, got {self.layout!r}")
         if self.answer_format is not None and not isinstance(self.answer_format, str):
             raise ValueError(f"answer_format must be a string or null, got {self.answer_format!r}")
         if self.demo_weights is not None:
@@ -189,7 +192,7 @@ class IEProgram(dspy.Module):
         if chunk is None and schema is None:
             raise ValueError("forward() needs a schema (or one schema chunk)")
         parts, calls = [], []
-        with dspy.context(adapter=OneKEAdapter()):
+        with dspy.context(adapter=adapter_for(self.settings.layout)):
             for chunk in [chunk] if chunk is not None else self.chunks(schema, record):  # noqa: B020 - one given chunk, or all
                 started = time.monotonic()
                 try:
@@ -218,6 +221,8 @@ class IEProgram(dspy.Module):
         cfg = {"task": self.task, "lang": self.lang, **asdict(self.settings)}
         if cfg["demo_weights"] is None:  # only weighted selection has them: other programs are saved as before
             del cfg["demo_weights"]
+        if cfg["layout"] == DEFAULT_LAYOUT:  # likewise: programs in the default layout are saved as before
+            del cfg["layout"]
         return cfg
 
     def to_artifact(self, manifest: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -15,6 +15,10 @@ call reaches the model), and reports:
   prompt rate + completion tokens per record / generation rate) and with the prefix reuse this
   run measured; against (b) the measured seconds per record, and their ratio (b)/(a).
 
+With more than one --program, each program after the first is also compared with the first on
+the case's records: the paired 95% interval of F1(program) - F1(first) (kgopt.core.stats), so a
+faster program is shown to keep its F1 or not.
+
 One markdown row per (case, program) goes to stdout, one JSON line per row is appended to
 runs/bench-inference/results.jsonl. Usage:
 
@@ -250,6 +254,7 @@ def run_case(case: Case, program: str, conn, args) -> dict[str, Any]:
         "server": server, "server_source": server_source,
         "limit_model": physical_limit(ptr, ctr, server, measured),
         "f1": ev.report.total.headline_f1(), "predictions": str(ev.predictions),
+        "record_counts": [[c.key, c.tp, c.pred, c.gold] for c in ev.report.records],
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,6 +274,18 @@ def run_case(case: Case, program: str, conn, args) -> dict[str, Any]:
     if ev.failed_calls:
         logger.error("{} with {}: {} of {} LLM calls failed (see {})", case.name, label, ev.failed_calls, ev.calls, ev.predictions)
     return row
+
+
+def print_differences(case: Case, rows: dict[str, dict[str, Any]]) -> None:
+    """Each program's F1 against the case's first program, paired on the same records."""
+    from kgopt.core.stats import RecordCount, paired_bootstrap
+
+    names = list(rows)
+    counts = {n: [RecordCount(*c) for c in rows[n]["record_counts"]] for n in names}
+    for other in names[1:]:
+        diff = paired_bootstrap(counts[names[0]], counts[other])
+        verdict = "a difference" if diff.significant else f"not significant at n = {diff.n}"
+        print(f"{case.name}: {other} against {names[0]}: {diff.line()} ({verdict})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,14 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * 5 + "---:|" * (HEADER.count("|") - 6))
     failed = 0
     for case in cases:
+        rows: dict[str, dict[str, Any]] = {}
         for program in args.program or ["zero-shot"]:
             try:
-                row = run_case(case, program, conn, args)
+                rows[program] = row = run_case(case, program, conn, args)
                 failed += bool(row["failed_calls"])
             except Exception as exc:  # one failed case is reported, the others still run
                 failed += 1
                 logger.opt(exception=exc).debug("{} with {} failed", case.name, program)
                 print(f"| {case.task} | {case.lang} | {case.split} | {case.source or 'all'} | {program} | failed: {type(exc).__name__}: {str(exc)[:200]} |", flush=True)
+        print_differences(case, rows)
     return 1 if failed else 0  # a table with failed rows or calls is not a result
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kgopt.core.tasks import get_task
 from kgopt.data.readers import load_examples
-from kgopt.testing.fake_endpoint import FakeEndpoint, chat_response
+from kgopt.testing.fake_endpoint import FakeEndpoint, asked, chat_response
 
 
 class Oracle:
@@ -48,9 +48,9 @@ class Oracle:
         msgs = req["messages"]
         last = msgs[-1]["content"]
         try:
-            instr = json.loads(last)
+            instr = asked(msgs)
             rec = self.records[instr["input"]]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return self.structured(msgs)
         has_demos = sum(1 for m in msgs if m["role"] == "assistant") > 0
         if not has_demos or self.broken:

@@ -7,6 +7,14 @@ instructions, so optimisers that rewrite instructions rewrite exactly this text)
 assistant turn is the JSON answer. Parsing returns the raw answer text untouched: the
 task-aware parser (``kgopt.core.parsing``) validates it against the chunk's schema, and
 the scorer needs the raw text for the official, strict numbers.
+
+A prompt *layout* is one adapter class plus its registration (``@register_layout``); a
+program's ``layout`` setting names it. ``oneke`` (the default) is the format above. ``compact``
+says the instruction and the query's schema once, in the system turn, and each demonstration
+and the query as ``{"input": ...}`` only (a demonstration asked about another schema chunk
+keeps its ``schema``). It sends fewer tokens, and its system turn is the same for every record
+asked the same chunk, so a server's prefix cache skips it (docs/embedded-model.md#prompt-layouts).
+To add a layout, subclass ``OneKEAdapter``, override ``format`` and register it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,34 @@ import dspy
 from dspy.clients._deprecation import adapter_message_call  # marks the LM call as adapter-owned
 
 SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
+DEFAULT_LAYOUT = "oneke"
+LAYOUTS: dict[str, type["OneKEAdapter"]] = {}
+
+
+def register_layout(name: str):
+    """Class decorator: make an adapter the prompt layout ``name`` of a program's settings."""
+
+    def add(cls: type["OneKEAdapter"]) -> type["OneKEAdapter"]:
+        if name in LAYOUTS:
+            raise ValueError(f"layout {name!r} is already registered ({LAYOUTS[name].__name__})")
+        cls.layout = name
+        LAYOUTS[name] = cls
+        return cls
+
+    return add
+
+
+def layout_names() -> list[str]:
+    """The registered layouts' names, sorted."""
+    return sorted(LAYOUTS)
+
+
+def adapter_for(layout: str | None) -> "OneKEAdapter":
+    """A new adapter of the registered layout (``None``: the default)."""
+    try:
+        return LAYOUTS[layout or DEFAULT_LAYOUT]()
+    except KeyError:
+        raise ValueError(f"layout must be one of {layout_names()}, got {layout!r}") from None
 
 
 def instruction_json(instruction: str, schema: Any, text: str) -> str:
@@ -25,6 +61,7 @@ def instruction_json(instruction: str, schema: Any, text: str) -> str:
     return json.dumps({"instruction": instruction, "schema": schema, "input": text}, ensure_ascii=False)
 
 
+@register_layout("oneke")
 class OneKEAdapter(dspy.Adapter):
     """Renders ``text`` + ``chunk`` (schema chunk) inputs as OneKE instruction JSON; the answer is raw text."""
 
@@ -64,3 +101,23 @@ class OneKEAdapter(dspy.Adapter):
         with adapter_message_call(lm, messages):
             outputs = await lm.acall(messages=messages, **lm_kwargs)
         return [self.parse(signature, out.get("text") if isinstance(out, dict) else out) for out in outputs]
+
+
+@register_layout("compact")
+class CompactAdapter(OneKEAdapter):
+    """The instruction and schema once, first; then ``{"input"}`` turns (see module doc)."""
+
+    def format(self, signature, demos, inputs):
+        chunk = inputs.get("chunk", [])
+        head = json.dumps({"instruction": signature.instructions, "schema": chunk}, ensure_ascii=False)
+        messages = [{"role": "system", "content": f"{self.system_prompt}\n{head}" if self.system_prompt else head}]
+        for demo in demos:
+            if demo.get("text") is None or demo.get("answer") is None:
+                continue
+            asked = {"input": demo["text"]}
+            if demo.get("chunk", []) != chunk:  # its answer answers another schema: say which
+                asked = {"schema": demo.get("chunk", []), "input": demo["text"]}
+            messages.append({"role": "user", "content": json.dumps(asked, ensure_ascii=False)})
+            messages.append({"role": "assistant", "content": demo["answer"]})
+        messages.append({"role": "user", "content": json.dumps({"input": inputs["text"]}, ensure_ascii=False)})
+        return messages

@@ -17,6 +17,7 @@ import optuna
 from kgopt.compiler.optimizers import get_optimizer, optimizer_names
 from kgopt.core.demos import DEMO_WEIGHT_KEYS, DemoWeights
 from kgopt.core.tasks import TaskSpec, answer_formats
+from kgopt.adapters.oneke import DEFAULT_LAYOUT, layout_names
 from kgopt.program import ProgramSettings
 
 # Bumped whenever a parameter, its choices or the warm starts change: a study records it in
@@ -25,7 +26,8 @@ from kgopt.program import ProgramSettings
 # mipro_trials; a warm start of bootstrap/mipro/gepa carries that optimiser's defaults.
 # space-v3: demo_choice "weighted" with the float weights demo_w_*; temperature a float in [0, 1]
 # (was one of 0, 0.3, 0.7).
-SEARCH_SPACE_VERSION = "space-v3"
+# space-v4: the prompt layout (kgopt.adapters.oneke.LAYOUTS), "oneke" in the warm starts.
+SEARCH_SPACE_VERSION = "space-v4"
 
 DEMO_CHOICES = ("random", "coverage", "similar", "weighted")
 TEMPERATURE_RANGE = (0.0, 1.0)
@@ -66,6 +68,7 @@ class TrialConfig:
     max_items: int = 0
     max_len: int = 0
     answer_format: str = "oneke"  # searched only for tasks with several formats (KG)
+    layout: str = DEFAULT_LAYOUT  # how the prompt is laid out (kgopt.adapters.oneke)
     # demo_choice "weighted" only: the score's weights (kgopt.core.demos.weighted_demos)
     demo_w_similarity: float = 0.0
     demo_w_coverage: float = 0.0
@@ -93,6 +96,7 @@ class TrialConfig:
             max_items=self.max_items or None,
             max_len=self.max_len or None,
             answer_format=None if self.answer_format == "oneke" else self.answer_format,
+            layout=self.layout,
         )
 
     def params(self) -> dict[str, Any]:
@@ -142,6 +146,7 @@ def suggest(
                      else trial.suggest_categorical("temperature", list(DISCRETE_TEMPERATURES))),
         output=trial.suggest_categorical("output", ["plain", "json"]),
         max_tokens=trial.suggest_categorical("max_tokens", list(MAX_TOKENS)),
+        layout=trial.suggest_categorical("layout", layout_names()),
     )
     formats = answer_formats(spec.name)
     if len(formats) > 1:

@@ -34,13 +34,23 @@ def _segments(text: str) -> list[str]:
     return [m.group(0)[:6] for m in _SEGMENT.finditer(text)] or [text[:6]]
 
 
+def asked(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OneKE instruction a prompt asks, ``{"instruction", "schema", "input"}``, in any
+    registered layout (compact: the instruction and schema head the system turn). Raises
+    ValueError/KeyError/TypeError when the last turn is no OneKE instruction."""
+    ins = json.loads(messages[-1]["content"])
+    if isinstance(ins, dict) and "instruction" not in ins and messages[0]["role"] == "system":
+        ins = {**json.loads(messages[0]["content"].splitlines()[-1]), **ins}
+    return ins
+
+
 def oneke_answer(request: dict[str, Any]) -> str:
-    """A deterministic OneKE answer to the request's last user turn: one item per label
-    among the first two of the schema chunk, spans taken from the input text."""
+    """A deterministic OneKE answer to the request's last user turn (in any registered layout):
+    one item per label among the first two of the schema chunk, spans taken from the input text."""
     try:
-        ins = json.loads(request["messages"][-1]["content"])
+        ins = asked(request["messages"])
         text, schema = ins["input"], ins["schema"]
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         return "{}"
     segs = _segments(text)
 

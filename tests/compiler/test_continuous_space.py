@@ -206,7 +206,7 @@ def test_bad_weights_in_a_program_file_are_refused_with_the_file_and_key(tmp_pat
 
 
 def test_the_search_space_version_is_bumped():
-    assert SEARCH_SPACE_VERSION == "space-v3"
+    assert SEARCH_SPACE_VERSION == "space-v4"
     assert DEMO_CHOICES == ("random", "coverage", "similar", "weighted")
     assert WEIGHT_PARAMS == {"demo_w_similarity", "demo_w_coverage", "demo_w_diversity", "demo_w_length"}
 

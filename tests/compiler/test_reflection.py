@@ -15,7 +15,7 @@ from kgopt.compiler.instructions import FAILURE_CHARS, failure_text
 from kgopt.compiler.space import TrialConfig
 from kgopt.compiler.study import dev_failures
 from kgopt.program import load_program
-from kgopt.testing.fake_endpoint import fake_connection
+from kgopt.testing.fake_endpoint import asked, fake_connection
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -36,8 +36,8 @@ class HalfRight(Oracle):
             self.reflect_prompts.append(last)
             return self.reply
         try:
-            instr = json.loads(last)
-        except ValueError:
+            instr = asked(req["messages"])
+        except (ValueError, KeyError, TypeError, AttributeError):
             return super().answer(req)
         gold = super().answer(req)
         if "EXACT SPANS" in instr.get("instruction", "") or gold == last:

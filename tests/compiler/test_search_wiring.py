@@ -12,7 +12,7 @@ from kgopt.compiler import compile_program, instructzero
 from kgopt.compiler.space import DEMO_WEIGHT_PARAMS
 from kgopt.compiler.study import make_sampler
 from kgopt.errors import ConfigError
-from kgopt.testing.fake_endpoint import fake_connection
+from kgopt.testing.fake_endpoint import asked as asked_instruction, fake_connection
 from tests.oracle import Oracle
 
 TASK, LANG, SOURCE = "NER", "en", "CrossNER_AI"
@@ -89,7 +89,6 @@ def test_instructzero_candidates_join_the_study_and_the_manifest(oracle, shared_
 def test_instructzero_scores_its_instructions_on_the_first_rung(shared_data, tmp_path, monkeypatch):
     """Each written instruction is asked zero-shot on dev's first 5 records only (a pre-selection:
     the candidate kept is scored on all of dev as a trial), so more of them fit a budget."""
-    import json
 
     monkeypatch.setattr(instructzero, "InstructionWriter", StubWriter)
     asked: dict[str, set[str]] = {}
@@ -97,7 +96,7 @@ def test_instructzero_scores_its_instructions_on_the_first_rung(shared_data, tmp
     class Recording(Oracle):
         def answer(self, req):
             try:
-                instr = json.loads(req["messages"][-1]["content"])
+                instr = asked_instruction(req["messages"])
                 if "variant" in instr["instruction"] and not any(m["role"] == "assistant" for m in req["messages"]):
                     asked.setdefault(instr["instruction"], set()).add(instr["input"])
             except (ValueError, KeyError, TypeError):

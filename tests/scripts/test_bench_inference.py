@@ -139,6 +139,16 @@ def test_end_to_end_against_a_remote_endpoint(bench, capsys, shared_data, monkey
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[5] == "3" and cells[7] == "100.0" and cells[8] == "20.0"
         assert cells[11:16] == ["n/a"] * 5 and cells[16] != "n/a" and cells[17:] == ["n/a", "n/a"]  # server and limit figures; measured s/record
+    # the second program against the first, paired on the same 3 records
+    from kgopt.core.stats import RecordCount, paired_bootstrap
+
+    a, b = ([RecordCount(*c) for c in r["record_counts"]] for r in rows)
+    assert [c.key for c in a] == [c.key for c in b] and len(a) == 3
+    expected = paired_bootstrap(a, b).line()
+    assert [l for l in out.splitlines() if " against zero-shot: " in l] == [
+        f"NER:zh:test:WeiboNER:3: {rows[1]['program']} against zero-shot: {expected} "
+        + ("(a difference)" if paired_bootstrap(a, b).significant else "(not significant at n = 3)")
+    ]
 
 
 def test_server_log_counts_only_this_run(bench, capsys, shared_data, monkeypatch, tmp_path):
