@@ -36,7 +36,6 @@ def register_layout(name: str):
     def add(cls: type["OneKEAdapter"]) -> type["OneKEAdapter"]:
         if name in LAYOUTS:
             raise ValueError(f"layout {name!r} is already registered ({LAYOUTS[name].__name__})")
-        cls.layout = name
         LAYOUTS[name] = cls
         return cls
 

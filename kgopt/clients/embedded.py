@@ -94,10 +94,10 @@ class EmbeddedServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.threads),
             # llama_cpp.server's default computes and copies the logits of every prompt token,
-            # which only prompt logprobs need; kgopt asks for none. Without them, and with flash
-            # attention, prompts evaluate faster (BENCHMARKS.md#run-to-run-spread-and-inference-cost).
+            # which only prompt logprobs need; kgopt asks for none. Without them prompts evaluate
+            # faster. Not flash attention: it sums in another order and changed answers the
+            # committed programs' recorded dev F1 rests on (BENCHMARKS.md#run-to-run-spread-and-inference-cost).
             "--logits_all", "false",
-            "--flash_attn", "true",
         ]  # fmt: skip
         # Not --api_key: a command line is readable by every local user, the environment is not.
         self.api_key = secrets.token_urlsafe(32)

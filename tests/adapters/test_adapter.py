@@ -113,3 +113,19 @@ def test_a_test_only_layout_is_one_class_plus_its_registration(monkeypatch):
     assert oneke.adapter_for("shouting").format(sig, [], {"text": "cy", "chunk": []}) == [{"role": "user", "content": "CY"}]
     with pytest.raises(ValueError, match="already registered"):
         oneke.register_layout("shouting")(Shouting)
+
+
+@pytest.mark.parametrize("layout", ["fancy", ["compact"], None])
+def test_a_program_file_with_an_unknown_layout_is_refused_with_the_file(tmp_path, layout):
+    from kgopt.errors import ArtifactError
+    from kgopt.program import load_program
+
+    program = IEProgram("NER", "en")
+    program.settings.layout = "compact"
+    art = program.to_artifact()
+    art["config"]["layout"] = layout
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(art), encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"config: layout must be one of \['compact', 'oneke'\]") as err:
+        load_program(path)
+    assert str(path) in str(err.value)
