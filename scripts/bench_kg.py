@@ -64,7 +64,7 @@ from kgopt.core.scoring import PredictionGroup, ccks2023_score, score_groups
 from kgopt.core.stats import PairedDifference, RecordCount, micro_f1, paired_bootstrap
 from kgopt.data.readers import read_instructie
 from kgopt.evaluation import ZERO_SHOT_WAYS
-from kgopt.evaluation import strongest_way as strongest  # the rule of kgopt evaluate --vs-zero-shot
+from kgopt.evaluation import strongest_way  # the rule of kgopt evaluate --vs-zero-shot
 from kgopt.locations import CHECKOUT
 from kgopt.extraction import extract, plan_programs
 from kgopt.graph.build import build_graph, mentions_from_labels
@@ -150,7 +150,7 @@ def compare(lang: str, groups: dict[str, dict[str, PredictionGroup]]) -> tuple[d
     counts = COUNTS / f"kg-{lang}.jsonl"
     write_counts(counts, runs)
     f1s = {way: pooled_f1(runs[f"zero-shot {way}"]) for way in ZERO_SHOT_WAYS}
-    best = strongest(f1s)
+    best = strongest_way(f1s)
     d = paired_bootstrap(runs[f"zero-shot {best}"], runs["compiled"])
     summary = {"n": d.n, "zero_shot_f1": f1s, "compiled_f1": pooled_f1(runs["compiled"]), "strongest": best,
                "difference": d.to_json(), "counts": str(counts)}

@@ -72,13 +72,16 @@ class OneKEAdapter(dspy.Adapter):
         messages = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        for demo in demos:
-            if demo.get("text") is None or demo.get("answer") is None:
-                continue  # a demo without an answer teaches nothing
+        for demo in self.shown(demos):
             messages.append({"role": "user", "content": instruction_json(signature.instructions, demo.get("chunk", []), demo["text"])})
             messages.append({"role": "assistant", "content": demo["answer"]})
         messages.append({"role": "user", "content": instruction_json(signature.instructions, inputs.get("chunk", []), inputs["text"])})
         return messages
+
+    @staticmethod
+    def shown(demos):
+        """The demonstrations a prompt shows: a demo without an answer teaches nothing."""
+        return [d for d in demos if d.get("text") is not None and d.get("answer") is not None]
 
     def format_field_with_value(self, fields_with_values, role: str = "assistant") -> str:
         """An assistant turn is the bare answer text (what DummyLM uses to mimic this format)."""
@@ -110,9 +113,7 @@ class CompactAdapter(OneKEAdapter):
         chunk = inputs.get("chunk", [])
         head = json.dumps({"instruction": signature.instructions, "schema": chunk}, ensure_ascii=False)
         messages = [{"role": "system", "content": f"{self.system_prompt}\n{head}" if self.system_prompt else head}]
-        for demo in demos:
-            if demo.get("text") is None or demo.get("answer") is None:
-                continue
+        for demo in self.shown(demos):
             asked = {"input": demo["text"]}
             if demo.get("chunk", []) != chunk:  # its answer answers another schema: say which
                 asked = {"schema": demo.get("chunk", []), "input": demo["text"]}

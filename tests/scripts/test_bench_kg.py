@@ -152,7 +152,7 @@ def test_the_strongest_baseline_is_the_highest_f1_and_a_tie_goes_to_the_first(lo
 
 def test_strongest_orders_by_f1_then_strict_lenient_constrained(load_script):
     bench = load_script("bench_kg")
-    assert bench.strongest({"strict": 1.0, "lenient": 1.0, "constrained": 1.0}) == "strict"
-    assert bench.strongest({"strict": 0.0, "lenient": 2.0, "constrained": 2.0}) == "lenient"
-    assert bench.strongest({"strict": 2.0, "lenient": 0.0, "constrained": 2.0}) == "strict"
-    assert bench.strongest({"strict": 1.0, "lenient": 1.99, "constrained": 2.0}) == "constrained"
+    assert bench.strongest_way({"strict": 1.0, "lenient": 1.0, "constrained": 1.0}) == "strict"
+    assert bench.strongest_way({"strict": 0.0, "lenient": 2.0, "constrained": 2.0}) == "lenient"
+    assert bench.strongest_way({"strict": 2.0, "lenient": 0.0, "constrained": 2.0}) == "strict"
+    assert bench.strongest_way({"strict": 1.0, "lenient": 1.99, "constrained": 2.0}) == "constrained"
