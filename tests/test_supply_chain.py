@@ -243,7 +243,28 @@ def test_wheel_cache_folder_is_keyed_by_sdist_hash_and_cmake_flags():
     assert re.fullmatch(r"[0-9a-f]{12}", base)
     assert key(S="0" * 64) != base
     assert key(C="-DGGML_NATIVE=ON") != base
-    assert "-avx2-$(llama_build_key)" in SETUP.read_text()
+    assert "-$simd-$(llama_build_key)" in SETUP.read_text()
+
+
+def test_the_avx512_build_is_opt_in_and_refused_on_a_cpu_without_its_flags(tmp_path):
+    with_all = tmp_path / "cpuinfo-avx512"
+    with_all.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512dq avx512bw avx512vl avx512_vnni avx512vbmi avx512_bf16 avx512ifma\n")
+    no_vnni = tmp_path / "cpuinfo-avx2"
+    no_vnni.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512dq avx512bw avx512vl avx512vbmi avx512_bf16\n")
+
+    r = bash("llama_simd_args avx2")
+    assert r.returncode == 0 and r.stdout == ""  # the default adds nothing to LLAMA_CMAKE_ARGS
+    r = bash(f'llama_simd_args avx512 "{with_all}"')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == setup_var("LLAMA_AVX512_ARGS").split()
+    assert "-DGGML_AVX512_VNNI=ON" in r.stdout and "AMX" not in r.stdout
+    r = bash(f'llama_simd_args avx512 "{no_vnni}"')
+    assert r.returncode == 2 and "avx512_vnni" in r.stderr and r.stdout == ""
+    r = bash("llama_simd_args native")
+    assert r.returncode == 2 and "avx2 or avx512" in r.stderr
+    # main() refuses before building anything, so nothing is half-built under a wrong name
+    r = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "KGOPT_LLAMA_SIMD": "sse", "VENV": str(tmp_path / "v")})
+    assert r.returncode == 2 and "KGOPT_LLAMA_SIMD" in r.stderr and not (tmp_path / "v").exists()
 
 
 def test_rerun_skips_the_llama_reinstall_only_for_the_very_same_wheel(tmp_path):
