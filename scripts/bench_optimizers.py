@@ -174,7 +174,7 @@ from kgopt.data.layouts import IEPileTree, InstructIEFiles, layout_of
 from kgopt.data.readers import AskedRecord, default_data_dir, load_examples
 from kgopt.errors import BudgetExceeded
 from kgopt.evaluation import ZERO_SHOT_WAYS, compare_with_zero_shot, evaluate
-from kgopt.evaluation import strongest_way as strongest_way_of
+from kgopt.evaluation import strongest_way  # the rule of kgopt evaluate --vs-zero-shot
 from kgopt.program import IEProgram, ProgramSettings, load_program
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -518,9 +518,9 @@ def f1_of(counts: list[list]) -> float:
     return prf(sum(c[1] for c in counts), sum(c[2] for c in counts), sum(c[3] for c in counts))["F1"]
 
 
-def strongest_way(ways: dict[str, list[list]]) -> str:
+def strongest_way_of_counts(ways: dict[str, list[list]]) -> str:
     """ZeroShotComparison.strongest's rule: the highest F1, the first of ZERO_SHOT_WAYS on a tie."""
-    return strongest_way_of({way: f1_of(ways[way]) for way in ZERO_SHOT_WAYS})
+    return strongest_way({way: f1_of(ways[way]) for way in ZERO_SHOT_WAYS})
 
 
 def rows_from_counts(counts_dir: Path, cases: list[str] | None, methods: list[str] | None) -> list[dict[str, Any]]:
@@ -539,7 +539,7 @@ def rows_from_counts(counts_dir: Path, cases: list[str] | None, methods: list[st
             row: dict[str, Any] = {"case": key, "method": method, "seed": int(seed)}
             if method == "zero_shot" and set(ZERO_SHOT_RUNS.values()) <= set(runs):
                 ways = {way: runs[ZERO_SHOT_RUNS[way]] for way in ZERO_SHOT_WAYS}
-                row.update(test_counts_ways=ways, zero_shot_way=strongest_way(ways))
+                row.update(test_counts_ways=ways, zero_shot_way=strongest_way_of_counts(ways))
                 row["test_counts"] = ways[row["zero_shot_way"]]
             else:
                 row["test_counts"] = runs.get(method) or next(iter(runs.values()), [])

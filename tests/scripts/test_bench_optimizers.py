@@ -354,7 +354,7 @@ def test_from_counts_recomputes_synthetic_runs_exactly(bench, capsys):
             row = {"case": "RE/zh", "method": method, "seed": seed, "test_counts": counts()}
             if method == "zero_shot":
                 ways = {"strict": counts(), "lenient": counts(), "constrained": counts()}
-                row.update(test_counts_ways=ways, zero_shot_way=bench.strongest_way(ways), test_counts=ways[bench.strongest_way(ways)])
+                row.update(test_counts_ways=ways, zero_shot_way=bench.strongest_way_of_counts(ways), test_counts=ways[bench.strongest_way_of_counts(ways)])
             rows.append(row)
             path = bench.counts_path(bench.COUNTS, "RE/zh", method, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
