@@ -137,6 +137,7 @@ def evaluate(
     program: IEProgram | str | Path | None = None,
     threads: int = 1,
     out_dir: str | Path | None = None,
+    skip: int = 0,
 ) -> Evaluation:
     """Score a program (the zero-shot baseline by default) on one split; see module doc."""
     started = time.monotonic()
@@ -145,7 +146,7 @@ def evaluate(
         program = IEProgram(task, lang)
     elif not isinstance(program, IEProgram):
         program, _ = load_program(program, task=task, lang=lang)
-    examples = load_examples(task, lang, split, data_dir=data_dir, source=source, limit=limit)
+    examples = load_examples(task, lang, split, data_dir=data_dir, source=source, limit=limit, skip=skip)
     if out_dir is None:
         out_dir = Path("runs") / "evaluate" / f"{program.task}_{lang}_{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(out_dir)
@@ -246,12 +247,13 @@ def compare_with_zero_shot(
     data_dir: str | Path | None = None,
     threads: int = 1,
     out_dir: str | Path | None = None,
+    skip: int = 0,
 ) -> ZeroShotComparison:
     """``kgopt evaluate --vs-zero-shot``: the three zero-shot baselines and ``program`` on the same
     records; ``out_dir/scores.json`` holds the comparison, each run its own folder below it."""
     connection = as_connection(connection)
     out = Path(out_dir) if out_dir else Path("runs") / "evaluate" / f"{task}_{lang}_{split}-vs-zero-shot-{time.strftime('%Y%m%d-%H%M%S')}"
-    kw = dict(split=split, source=source, limit=limit, data_dir=data_dir, threads=threads)
+    kw = dict(split=split, source=source, limit=limit, skip=skip, data_dir=data_dir, threads=threads)
     plain = evaluate(task, lang, connection, program=None, out_dir=out / "zero-shot", **kw)
     lenient = score_file(task, plain.predictions, lenient=True)
     constrained = IEProgram(task, lang, settings=ProgramSettings(output="json"))

@@ -75,6 +75,21 @@ def test_llm_failures_are_recorded_not_fatal(shared_data, tmp_path, monkeypatch)
     assert data["total"]["P"] == 100.0 and data["total"]["R"] < 100.0
 
 
+def test_evaluate_skip_measures_a_later_part(shared_data, tmp_path, monkeypatch):
+    later = load_examples("NER", "en", "test", data_dir=shared_data, source="CrossNER_AI", limit=4)[2:]
+    with FakeEndpoint(respond=_oracle("NER", "en", shared_data, limit=4)) as srv:
+        monkeypatch.setenv("KGOPT_API_BASE", srv.url)
+        monkeypatch.setenv("KGOPT_MODEL", "novel")
+        res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "en", "--source", "CrossNER_AI", "--skip", "2", "--limit", "2",
+                                       "--data-dir", str(shared_data), "--out", str(tmp_path), "--json", "--no-cache"])
+        asked = {json.loads(r["messages"][-1]["content"])["input"] for r in srv.requests}
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["instances"] == 2
+    assert asked == {ex.record.text for ex in later}  # records 3 and 4, and only they
+    res = CliRunner().invoke(app, ["evaluate", "--task", "NER", "--lang", "en", "--skip", "-1"])
+    assert res.exit_code == 2 and "--skip" in res.output
+
+
 def test_program_json_roundtrip_and_checks(tmp_path):
     import dspy
 

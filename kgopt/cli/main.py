@@ -183,6 +183,7 @@ def evaluate(
     source: Optional[str] = typer.Option(None, "--source", help="One IEPile source (e.g. CrossNER_AI); default: all of the task's sources."),
     split: str = typer.Option("test", "--split", help="train, dev (InstructIE: valid) or test."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N records per source."),
+    skip: int = typer.Option(0, "--skip", min=0, help="Leave out the first N records of each source (with --limit: measure a split in parts)."),
     data_dir: Optional[Path] = DataDirOpt,
     program: Optional[Path] = typer.Option(None, "--program", help="A saved program (.json). Default: the zero-shot OneKE baseline."),
     threads: int = typer.Option(1, "--threads", min=1, help="Requests in flight at once."),
@@ -211,7 +212,7 @@ def evaluate(
     if vs_zero_shot and program is None:
         _fail(ConfigError("--vs-zero-shot compares a saved program with the baseline: give --program FILE"))
     conn = _connect(api_base, model, api_key, config, api_key_env, max_tokens=max_tokens, cache=not no_cache)
-    kw = dict(split=split, source=source, limit=limit, data_dir=data_dir, threads=threads, out_dir=out)
+    kw = dict(split=split, source=source, limit=limit, skip=skip, data_dir=data_dir, threads=threads, out_dir=out)
     if vs_zero_shot:
         cmp = compare_with_zero_shot(task.value, lang.value, conn, program, **kw)
         runs = {"zero-shot": cmp.zero_shot, "zero-shot constrained": cmp.constrained, str(program): cmp.program}

@@ -15,6 +15,8 @@ task's files are (a tree, files, a user's folder) is the business of ``kgopt.dat
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import os
 import re
@@ -434,8 +436,11 @@ def load_examples(
     data_dir=None,
     source: str | None = None,
     limit: int | None = None,
+    skip: int = 0,
 ) -> list[AskedRecord]:
-    """Records of one task/language/split, each with its schema. ``limit`` applies per source.
+    """Records of one task/language/split, each with its schema. ``skip`` and ``limit`` apply per
+    source: the first ``skip`` records of each source are left out, then ``limit`` are kept (so a
+    split can be measured in parts: ``skip=0, limit=20``, then ``skip=20, limit=20``).
 
     ``data_dir``: a data root (IEPile tree and InstructIE files), a folder of a user's data
     (``train.jsonl``, ``dev.jsonl``, ``test.jsonl``, ``schema.json``) or a layout object
@@ -447,7 +452,18 @@ def load_examples(
     check_lang(lang)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    return layout_of(spec, data_dir).examples(spec, lang, split, source, limit)
+    if skip < 0:
+        raise DataError(f"skip must be 0 or more records, got {skip}")
+    examples = layout_of(spec, data_dir).examples(spec, lang, split, source, None if limit is None else skip + limit)
+    if not skip:
+        return examples
+    seen: Counter = Counter()
+    kept = []
+    for ex in examples:
+        seen[ex.record.source] += 1
+        if seen[ex.record.source] > skip:
+            kept.append(ex)
+    return kept
 
 
 def split_files(task: str, lang: str, split: str, data_dir=None, source: str | None = None) -> list[Path]:

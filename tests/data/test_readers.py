@@ -173,3 +173,20 @@ def test_every_kind_of_gold_item_is_checked(tmp_path, key, labels, message):
     with pytest.raises(DataError) as e:
         list(read_unified(p, key))
     assert str(e.value) == f"{p}:2: {message}"
+
+
+@pytest.mark.parametrize("task,lang", [("NER", "en"), ("KG", "zh"), ("EE", "zh")])
+def test_skip_takes_a_later_slice_of_each_source(task, lang, shared_data):
+    def keys(**kw):
+        return [(e.record.source, e.record.id) for e in load_examples(task, lang, "test", data_dir=shared_data, **kw)]
+
+    first4 = keys(limit=4)
+    assert keys(limit=2) + keys(skip=2, limit=2) != [] and sorted(keys(limit=2) + keys(skip=2, limit=2)) == sorted(first4)
+    assert set(keys(limit=2)).isdisjoint(keys(skip=2, limit=2))
+    by_source = {}
+    for source, rid in keys(skip=2, limit=2):
+        by_source.setdefault(source, []).append(rid)
+    assert all(len(ids) == 2 for ids in by_source.values())  # per source, as limit
+    assert len(keys(skip=1)) == len(keys()) - len(by_source)  # no limit: all but the first of each source
+    with pytest.raises(DataError, match="skip must be 0 or more"):
+        keys(skip=-1)
