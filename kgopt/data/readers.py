@@ -15,11 +15,10 @@ task's files are (a tree, files, a user's folder) is the business of ``kgopt.dat
 
 from __future__ import annotations
 
-from collections import Counter
-
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
