@@ -144,6 +144,8 @@ def run_case(case: str, conn, args) -> dict:
     name = f"{task}_{lang}" + (f"_{source}" if source else "")
     cmp = compare_with_zero_shot(task, lang, conn, program, split="test", limit=limit, skip=skip, source=source,
                                  out_dir=Path("runs/bench-compile") / (name + part))
+    for ev in (cmp.zero_shot, cmp.constrained, cmp.program):
+        ev.check_failures(0)  # a row with failed calls would measure the outage: no counts, no row
     d, f1s = cmp.difference, cmp.to_json()["zero_shot_f1"]
     counts = (PARTS if part else COUNTS) / f"{name}{part}.jsonl"
     write_counts(counts, {RUNS["strict"]: cmp.zero_shot.report.records, RUNS["lenient"]: cmp.lenient.records,

@@ -108,3 +108,19 @@ def test_read_counts_names_the_bad_line(bench, tmp_path):
         bench.read_counts(path)
     path.write_text('{"run": "compiled", "record": "a/1", "tp": 1, "pred": 2, "gold": 3}\n')
     assert bench.read_counts(path) == {"compiled": [RecordCount("a/1", 1, 2, 3)]}
+
+
+def test_a_case_whose_calls_failed_writes_no_counts_and_exits_1(load_script, monkeypatch, tmp_path, capsys):
+    from kgopt.testing.fake_endpoint import FakeEndpoint
+
+    bench = load_script("bench_compile")
+    (tmp_path / "compiled").symlink_to(ROOT / "compiled")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KGOPT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KGOPT_MODEL", "fake")
+    monkeypatch.setenv("KGOPT_MAX_RETRIES", "0")
+    with FakeEndpoint(respond=lambda req: (500, {"error": "down"})) as dead:
+        monkeypatch.setenv("KGOPT_API_BASE", dead.url)
+        assert bench.main([CASE.format("0-2"), "--no-compile"]) == 1
+    assert "failed: CallsFailed" in capsys.readouterr().out
+    assert not Path("benchmarks/counts").exists()  # neither a part nor a whole row to commit
