@@ -167,7 +167,6 @@ from kgopt.compiler.optimizers import SIMILAR_POOL, get_optimizer, run_optimizer
 from kgopt.compiler.space import DISCRETE_TEMPERATURES
 from kgopt.compiler.study import FIRST_RUNG
 from kgopt.compiler.trainset import chunk_examples, make_metric
-from kgopt.core.scoring import prf
 from kgopt.core.stats import RESAMPLES, SEED, PairedDifference, RecordCount, paired_bootstrap
 from kgopt.core.tasks import get_task
 from kgopt.data.layouts import IEPileTree, InstructIEFiles, layout_of
@@ -178,7 +177,7 @@ from kgopt.evaluation import strongest_way  # the rule of kgopt evaluate --vs-ze
 from kgopt.program import IEProgram, ProgramSettings, load_program
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_compile import write_counts  # noqa: E402  (the one per-record counts format of benchmarks/counts/)
+import bench_compile  # noqa: E402  (the one reader and writer of benchmarks/counts/' per-record format)
 
 METHODS = (
     "zero_shot", "few_shot", "kgopt", "mipro", "bootstrap_rs", "gepa", "kgopt_augmented",
@@ -499,23 +498,18 @@ def save_counts(path: Path, row: dict[str, Any]) -> None:
     else:
         runs = {row["method"]: row["test_counts"]}
     tmp = path.with_name(path.name + ".partial")
-    write_counts(tmp, {name: [RecordCount(*c) for c in counts] for name, counts in runs.items()})
+    bench_compile.write_counts(tmp, {name: [RecordCount(*c) for c in counts] for name, counts in runs.items()})
     os.replace(tmp, path)
 
 
 def read_counts(path: Path) -> dict[str, list[list]]:
-    """A counts file: each run's [record, tp, pred, gold] per record, in file order."""
-    runs: dict[str, list[list]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            c = ujson.loads(line)
-            runs.setdefault(c["run"], []).append([c["record"], c["tp"], c["pred"], c["gold"]])
-    return runs
+    """A counts file as rows store it: each run's [record, tp, pred, gold] per record, in file order."""
+    return {run: [[c.key, c.tp, c.pred, c.gold] for c in counts] for run, counts in bench_compile.read_counts(path).items()}
 
 
 def f1_of(counts: list[list]) -> float:
     """The official headline F1 of a run's summed per-record counts (as its test_f1)."""
-    return prf(sum(c[1] for c in counts), sum(c[2] for c in counts), sum(c[3] for c in counts))["F1"]
+    return bench_compile.official_f1([RecordCount(*c) for c in counts])
 
 
 def strongest_way_of_counts(ways: dict[str, list[list]]) -> str:
