@@ -42,8 +42,8 @@ def run_case(task: str, lang: str, seed: int, args, conn) -> dict[str, Any]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as out:
         rep = augment(spec.name, lang, conn, source=source, per_label=args.per_label, max_labels=args.max_labels, seed=seed,
-                      data_dir=args.data_dir, out_dir=out).to_json()  # fmt: skip
-    row = {k: rep[k] for k in ("task", "lang", "seed", "asked", "received", "accepted", "rejected", "missing", "failed_calls", "retried_calls", "prompt_version")}
+                      data_dir=args.data_dir, out_dir=out, show=args.show).to_json()  # fmt: skip
+    row = {k: rep[k] for k in ("task", "lang", "seed", "asked", "received", "accepted", "rejected", "missing", "failed_calls", "retried_calls", "prompt_version", "show")}
     row.update(source=source, calls=rep["llm"]["calls"], tokens=rep["llm"]["total_tokens"], seconds=round(time.monotonic() - started, 1), tag=args.tag)
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "runs.jsonl", "a", encoding="utf-8") as fh:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="seeds per task (default: %(default)s)")
     ap.add_argument("--source", default=None, help="one source (or InstructIE topic) for every task; default: the benchmark's")
     ap.add_argument("--data-dir", type=Path, default=None, help="data root; default: the bundled data")
+    ap.add_argument("--show", choices=("sentences", "annotations"), default="sentences", help="how the real samples are shown (kgopt augment --show; default: %(default)s)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="labels this run's rows in runs.jsonl (default: now)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(ujson.dumps(results, ensure_ascii=False))
         return 0
-    print(f"| task | asked | received | accepted | accepted per call | rejected | calls | seeds (per label {args.per_label}, labels {args.max_labels}) |")
+    print(f"| task | asked | received | accepted | accepted per call | rejected | calls | seeds (per label {args.per_label}, labels {args.max_labels}, show {args.show}) |")
     print("|---|---|---|---|---|---|---|---|")
     for key, s in results.items():
         rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items() if v) or "none"

@@ -39,7 +39,12 @@ from kgopt.data.readers import default_data_dir
 from kgopt.errors import ConfigError, DataError
 from kgopt.redaction import redact_identity, scrub
 
-PROMPT_VERSION = "llmicl-v3"  # v3: new sentences about other entities, copies of the shown ones rejected and asked again
+# The prompt of each way of showing the real samples (``AugmentOptions.show``), recorded in the
+# report and in every sample's provenance. v3: whole samples shown, new sentences about other
+# entities asked for, copies rejected and asked again. v4: the same, but only the annotations of
+# the real samples are shown, so there is no sentence to copy (KG/zh: most v3 samples were copies).
+PROMPT_VERSIONS = {"sentences": "llmicl-v3", "annotations": "llmicl-v4"}
+PROMPT_VERSION = PROMPT_VERSIONS["sentences"]
 
 # The no-copy instruction: a small model otherwise mostly repeats the sentences shown (KG/zh).
 NO_COPY = {
@@ -53,16 +58,25 @@ NO_COPY = {
 _ASK = {
     "en": (
         "You create training data for information extraction. Each sample is a sentence with its annotation in JSON:\n{fmt}\n"
-        "Allowed labels: {labels}.\nReal samples with the label \"{label}\":\n{examples}\n\n"
+        "Allowed labels: {labels}.\n{heading}\n{examples}\n\n"
         "Write {n} new samples with the label \"{label}\". " + NO_COPY["en"] + " "
         "Every annotated span must appear character for character in its own new sentence. "
         'Answer with one JSON object: {{"samples": [...]}}.'
     ),
     "zh": (
-        "你为信息抽取构造训练数据。每个样本是一个句子及其JSON标注：\n{fmt}\n允许的标签：{labels}。\n带有标签“{label}”的真实样本：\n{examples}\n\n"
+        "你为信息抽取构造训练数据。每个样本是一个句子及其JSON标注：\n{fmt}\n允许的标签：{labels}。\n{heading}\n{examples}\n\n"
         "请写{n}个带有标签“{label}”的新样本。" + NO_COPY["zh"] + "每个标注的片段必须一字不差地出现在它自己的新句子中。"
         '用一个JSON对象回答：{{"samples": [...]}}。'
     ),
+}
+
+# What precedes the real samples shown, for each way of showing them.
+_HEADING = {
+    "sentences": {"en": 'Real samples with the label "{label}":', "zh": "带有标签“{label}”的真实样本："},
+    "annotations": {
+        "en": 'Annotations of real samples with the label "{label}" (their sentences are not shown; write sentences of your own):',
+        "zh": "带有标签“{label}”的真实样本的标注（不给出它们的句子，请自己写句子）：",
+    },
 }
 
 
@@ -72,6 +86,7 @@ class AugmentReport:
     lang: str
     model: str
     seed: int
+    show: str = "sentences"
     asked: int = 0
     received: int = 0
     accepted: int = 0
@@ -88,7 +103,8 @@ class AugmentReport:
             "lang": self.lang,
             "model": self.model,
             "seed": self.seed,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": PROMPT_VERSIONS[self.show],
+            "show": self.show,
             "asked": self.asked,
             "received": self.received,
             "accepted": self.accepted,
@@ -119,8 +135,9 @@ def _labels_of(items: RecordItems, rec: Record) -> set[str]:
     return {it.get(items.label_field) for it in rec.labels}
 
 
-def _shown(items: RecordItems, rec: Record) -> str:
-    return ujson.dumps({"text": rec.text, items.key: rec.labels}, ensure_ascii=False)
+def _shown(items: RecordItems, rec: Record, show: str) -> str:
+    """A real sample as the prompt shows it: whole, or its annotation only (``show``)."""
+    return ujson.dumps({"text": rec.text, items.key: rec.labels} if show == "sentences" else {items.key: rec.labels}, ensure_ascii=False)
 
 
 def _sample_schema(items: RecordItems, schema: Schema, n: int) -> dict[str, Any]:
@@ -190,9 +207,12 @@ class AugmentOptions:
     train_limit: int | None = None  # learn from the first N train records (per source), as compile's --train-limit; None: all
     constrained: bool = True  # JSON-schema constrained decoding of the samples
     copy_retries: int = 1  # calls per label asking again for the samples rejected as copies of real sentences (0: none)
+    show: str = "sentences"  # how the real samples are shown: "sentences" (whole) or "annotations" (without their sentences)
 
     def __post_init__(self) -> None:
         check_lang(self.lang)
+        if self.show not in _HEADING:
+            raise ConfigError(f"show must be one of {', '.join(_HEADING)}, not {self.show!r}")
         if self.copy_retries < 0:
             raise ConfigError(f"copy_retries must be 0 or more, not {self.copy_retries}")
         get_task(self.task)  # an unknown task fails here, before any data is read
@@ -219,7 +239,7 @@ def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
     o, spec = options, options.spec
     units = _units(spec, o.lang, o.source, o.data_dir, o.out_root, o.train_limit)  # reads (and checks) the data before any call
     connection = as_connection(connection)
-    report = AugmentReport(spec.name, o.lang, connection.model, o.seed)
+    report = AugmentReport(spec.name, o.lang, connection.model, o.seed, o.show)
     spent = UsageSpan(connection.lm.usage)
     items = shape_named(spec.shape).record  # what a sample's labels are
     store = _SampleStore(spec, units)
@@ -232,7 +252,7 @@ def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
         stats = report.per_label.setdefault(f"{unit.name}/{label}", {"asked": 0, "accepted": 0})
         stats["asked"] += n
         report.asked += n
-        samples = _ask(connection.lm, o.lang, unit, label, items, shown, n, call_seed, o.constrained, report)
+        samples = _ask(connection.lm, o.lang, unit, label, items, shown, n, call_seed, o.constrained, o.show, report)
         for sample in samples[:n]:
             report.received += 1
             rec, reason = store.check(unit, sample, [r.text for r in shown])
@@ -240,7 +260,7 @@ def run_augment(options: AugmentOptions, connection=None) -> AugmentReport:
                 report.rejected[reason] += 1
                 done.note_rejected(sample, reason)
                 continue
-            store.keep(unit, rec, _provenance(connection, o.seed, label, shown))
+            store.keep(unit, rec, _provenance(connection, o.seed, label, shown, o.show))
             report.accepted += 1
             stats["accepted"] += 1
         return done
@@ -308,10 +328,10 @@ def _examples_again(prev: _Call, items: RecordItems, rng: random.Random) -> list
 
 
 def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list[Record], per_label: int, call_seed: int,
-         constrained: bool, report: AugmentReport) -> list[Any]:
+         constrained: bool, show: str, report: AugmentReport) -> list[Any]:
     """The model's samples for one label (untrusted, unchecked); [] when the call failed or the answer is unusable."""
-    prompt = _ASK[lang].format(fmt=items.example, labels=", ".join(items.schema_labels(unit.schema)), label=label,
-                               examples="\n".join(_shown(items, r) for r in shown), n=per_label)
+    prompt = _ASK[lang].format(fmt=items.example, labels=", ".join(items.schema_labels(unit.schema)), label=label, n=per_label,
+                               heading=_HEADING[show][lang].format(label=label), examples="\n".join(_shown(items, r, show) for r in shown))
     kwargs: dict[str, Any] = {"temperature": 0.9, "seed": call_seed, "max_tokens": 192 * per_label + 64}
     if constrained:
         from kgopt.clients.dialects import response_format
@@ -332,11 +352,11 @@ def _ask(lm, lang: str, unit: _Unit, label: str, items: RecordItems, shown: list
     return samples
 
 
-def _provenance(connection, seed: int, label: str, shown: list[Record]) -> dict[str, Any]:
+def _provenance(connection, seed: int, label: str, shown: list[Record], show: str) -> dict[str, Any]:
     return {
         "model": connection.model,
         "endpoint": redact_identity(connection.identity),  # shared files: never a password or ?key=
-        "prompt_version": PROMPT_VERSION,
+        "prompt_version": PROMPT_VERSIONS[show],
         "seed": seed,
         "label": label,
         "source_ids": [r.id for r in shown],

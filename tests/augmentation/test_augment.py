@@ -171,3 +171,31 @@ def test_train_limit_shows_only_the_first_train_records(shared_data, train, tmp_
     labels = {l["relation"] for ex in first for l in ex.record.labels}
     assert shown and shown <= {ex.record.text for ex in first} and len(train) > 3
     assert len(prompts) == len(labels)  # one call per label the first three records carry
+
+
+def test_show_annotations_keeps_the_real_sentences_out_of_the_prompt(shared_data, train, tmp_path):
+    """--show annotations: the prompt holds the real samples' annotations but none of their
+    sentences, so there is no sentence to copy; the samples' provenance names llmicl-v4."""
+    from kgopt.augmentation.generate import PROMPT_VERSIONS
+
+    schema = train[0].schema
+    first_rel = next(r for r in schema.roles if any(r == l["relation"] for ex in train for l in ex.record.labels))
+    reply = {"samples": [_sample("《海上花开》由歌手张三演唱，发行于2019年。", "海上花开", first_rel, "张三")]}
+    with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
+        conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
+        rep = augment("RE", LANG, conn, source=SOURCE, per_label=1, data_dir=shared_data, out_dir=tmp_path, max_labels=1, show="annotations")
+        prompt = server.requests[0]["messages"][0]["content"]
+    shown = [json.loads(line) for line in prompt.splitlines() if line.startswith('{"relation"')]
+    with_label = [ex.record for ex in train if any(l["relation"] == first_rel for l in ex.record.labels)]
+    assert shown and all(s["relation"] in [r.labels for r in with_label] for s in shown)  # real annotations, as they are
+    assert not any(r.text in prompt for r in with_label) and "不给出它们的句子" in prompt
+    assert rep.accepted == 1 and rep.to_json()["prompt_version"] == PROMPT_VERSIONS["annotations"] == "llmicl-v4"
+    row = json.loads((tmp_path / "iepile" / "IE-zh" / "RE" / SOURCE / "train.json").read_text(encoding="utf-8").splitlines()[0])
+    assert row["provenance"]["prompt_version"] == "llmicl-v4"
+
+
+def test_an_unknown_way_of_showing_is_a_config_error(shared_data, tmp_path):
+    from kgopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="show must be one of sentences, annotations"):
+        augment("RE", LANG, None, source=SOURCE, data_dir=shared_data, out_dir=tmp_path, show="pictures")

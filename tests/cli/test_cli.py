@@ -106,4 +106,13 @@ def test_augment_passes_copy_retries(monkeypatch):
     monkeypatch.setattr(cli, "_interruptible", lambda: None)
     monkeypatch.setattr(augmentation, "augment", augment)
     _run("augment", "--task", "NER", "--lang", "en", "--copy-retries", "0")
-    assert seen["copy_retries"] == 0
+    assert seen["copy_retries"] == 0 and seen["show"] == "sentences"
+    _run("augment", "--task", "NER", "--lang", "en", "--show", "annotations")
+    assert seen["show"] == "annotations"
+
+
+def test_the_show_choices_are_the_augmentation_ways():
+    from kgopt.augmentation.generate import PROMPT_VERSIONS
+    from kgopt.cli.options import Show
+
+    assert [s.value for s in Show] == list(PROMPT_VERSIONS)
