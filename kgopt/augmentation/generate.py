@@ -1,8 +1,9 @@
 """``kgopt augment``: new annotated training samples from the schema and a few real ones.
 
 For each label of a source's schema (InstructIE: each relation of each topic), the model
-sees up to three real training records that carry the label and is asked for new sentences
-about other entities, annotated in the same unified format (DeepKE LLMICL's recipe). Every
+sees up to three real training records that carry the label (whole, or with ``show="annotations"``
+their annotations only) and is asked for new sentences about other entities, annotated in the
+same unified format (DeepKE LLMICL's recipe). Every
 sample goes through ``SampleChecker`` (a copy of a sentence shown is ``copy_of_shown``);
 accepted ones are merged into ``<out>/iepile/IE-<lang>/<TASK>/<source>/train.json``
 (InstructIE: ``<out>/InstructIE/train_<lang>.json``) with their provenance, so ``kgopt
