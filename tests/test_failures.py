@@ -46,7 +46,7 @@ def test_regress_exits_1_when_calls_failed(dead, shared_data, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     program = Path(__file__).resolve().parents[1] / "compiled" / "NER_en.json"
     res = CliRunner().invoke(app, ["regress", str(program), "--data-dir", str(shared_data), "--no-cache"])
-    assert res.exit_code == 1 and "error: regress (the verdicts above are not a measurement): 22 of 22 LLM calls failed" in res.output
+    assert res.exit_code == 1 and "error: regress (the verdicts above are not a measurement): 44 of 44 LLM calls failed" in res.output
 
 
 def test_a_bug_is_raised_not_counted_as_a_failed_call(shared_data, tmp_path):
