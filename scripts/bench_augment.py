@@ -26,6 +26,7 @@ import ujson
 from loguru import logger
 
 from kgopt.augmentation import augment
+from kgopt.augmentation.generate import PROMPT_VERSIONS
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.core.tasks import get_task
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="seeds per task (default: %(default)s)")
     ap.add_argument("--source", default=None, help="one source (or InstructIE topic) for every task; default: the benchmark's")
     ap.add_argument("--data-dir", type=Path, default=None, help="data root; default: the bundled data")
-    ap.add_argument("--show", choices=("sentences", "annotations"), default="sentences", help="how the real samples are shown (kgopt augment --show; default: %(default)s)")
+    ap.add_argument("--show", choices=tuple(PROMPT_VERSIONS), default="sentences", help="how the real samples are shown (kgopt augment --show; default: %(default)s)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="labels this run's rows in runs.jsonl (default: now)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)

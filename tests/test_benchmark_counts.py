@@ -11,14 +11,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-import ujson
+import sys
 
-from kgopt.core.scoring import prf
+import pytest
+
 from kgopt.core.stats import RecordCount, paired_bootstrap
 from kgopt.evaluation import ZERO_SHOT_WAYS, strongest_way
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_compile  # noqa: E402  (the one reader of benchmarks/counts/ and the official F1 of counts)
+
 COUNTS = ROOT / "benchmarks" / "counts"
 SECTION = "## Compiled programs against the strongest zero-shot baseline"
 DELTA = re.compile(r"^([+-]\d+\.\d\d) \[([+-]\d+\.\d\d), ([+-]\d+\.\d\d)\] vs (strict|lenient|constrained)( \(not significant at n = (\d+)\))?$")
@@ -37,16 +40,7 @@ def counts_of(row: dict[str, str]) -> dict[str, list[RecordCount]]:
     """The row's counts file: TASK_lang_SOURCE.jsonl, or TASK_lang.jsonl for a row over all sources."""
     name = f"{row['task']}_{row['lang']}"
     path = COUNTS / f"{name}_{row['source']}.jsonl"
-    path = path if path.is_file() else COUNTS / f"{name}.jsonl"
-    runs: dict[str, list[RecordCount]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        d = ujson.loads(line)
-        runs.setdefault(d["run"], []).append(RecordCount(d["record"], d["tp"], d["pred"], d["gold"]))
-    return runs
-
-
-def official(counts: list[RecordCount]) -> float:
-    return prf(sum(c.tp for c in counts), sum(c.pred for c in counts), sum(c.gold for c in counts))["F1"]
+    return bench_compile.read_counts(path if path.is_file() else COUNTS / f"{name}.jsonl")
 
 
 ROWS = table_rows()
@@ -62,10 +56,10 @@ def test_a_row_is_what_its_counts_give(row):
     compiled = runs["compiled"]
     zero = {way: runs[f"zero-shot {way}"] for way in ZERO_SHOT_WAYS}
     assert int(row["n"]) == len(compiled) == len({c.key for c in compiled}) and all(len(z) == len(compiled) for z in zero.values())
-    f1s = {way: official(z) for way, z in zero.items()}
+    f1s = {way: bench_compile.official_f1(z) for way, z in zero.items()}
     for way in ZERO_SHOT_WAYS:
         assert float(row[f"zero-shot {way}"]) == pytest.approx(f1s[way], abs=0.005), way
-    assert float(row["compiled"]) == pytest.approx(official(compiled), abs=0.005)
+    assert float(row["compiled"]) == pytest.approx(bench_compile.official_f1(compiled), abs=0.005)
     m = DELTA.match(row["ΔF1 vs strongest [95% CI]"])
     assert m, row["ΔF1 vs strongest [95% CI]"]
     named = m.group(4)
