@@ -76,7 +76,7 @@ def test_secret_bearing_api_base_reaches_no_log_cache_row_manifest_or_provenance
     assert conn.lm.api_base == shown and cfg.redacted()["api_base"] == shown
     data = types.SimpleNamespace(dev=[], train=[], dev_limit=None, source=None, files=lambda task, lang: {})
     manifest = compiled_manifest("NER", "en", conn, data, {"f1": 0.0, "by_source": {}}, None, {}, {})
-    provenance = _provenance(conn, 1, "person", [])
+    provenance = _provenance(conn, 1, "person", [], "sentences")
     assert manifest["endpoint"] == provenance["endpoint"] == f"{shown}|novel"
     db = tmp_path / "home" / "responses.sqlite"
     rows = sqlite3.connect(db).execute("SELECT identity FROM responses").fetchall()
