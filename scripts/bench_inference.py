@@ -6,10 +6,12 @@ call reaches the model), and reports:
 - records, LLM calls per record, prompt and completion tokens per call (the LM's usage, as the
   endpoint reported it), seconds and records/hour;
 - the server's own prompt-evaluation and generation rates (tokens/s) and the share of prompt
-  tokens it served from its KV cache (llama.cpp's prefix match). These come from the embedded
-  llama-cpp-python server's log (KGOPT_HOME/logs/embedded-server-PORT.log), read from where it
-  stood when the run began, so only this run's requests count; with --server-log, from the log
-  of a llama-cpp-python server you run yourself. For any other endpoint they are n/a;
+  tokens it served from its KV cache (llama.cpp's prefix match). From llama.cpp's llama-server
+  (embedded with KGOPT_EMBEDDED_SERVER=llama-server, or your own) they are the ``timings`` it
+  sends with every answer. From llama-cpp-python's server they come from its log
+  (KGOPT_HOME/logs/embedded-server-PORT.log), read from where it stood when the run began, so
+  only this run's requests count; with --server-log, from the log of a llama-cpp-python server
+  you run yourself. For any other endpoint they are n/a;
 - the physical limit: with the measured rates, the seconds a record needs if prompt evaluation
   and generation were the only costs, (a) with no prefix reuse (prompt tokens per record /
   prompt rate + completion tokens per record / generation rate) and with the prefix reuse this
@@ -107,6 +109,21 @@ def parse_server_log(text: str) -> dict[str, Any]:
     close()
     if hit is not None:
         s["incomplete"] += 1
+    s["prompt_rate"] = s["prompt_eval_tokens"] / (s["prompt_eval_ms"] / 1000) if s["prompt_eval_ms"] > 0 else None
+    s["gen_rate"] = s["gen_tokens"] / (s["gen_ms"] / 1000) if s["gen_ms"] > 0 else None
+    s["cache_share"] = s["cached_tokens"] / s["prompt_tokens"] if s["prompt_tokens"] else None
+    return s
+
+
+def timings_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """The server's own timings of one run (``EndpointLM.server_timings`` before and after), in
+    ``parse_server_log``'s terms; None when no answer carried timings."""
+    d = {k: after[k] - before[k] for k in after}
+    if not d["calls"]:
+        return None
+    s = dict(requests=d["calls"], incomplete=0, cached_tokens=d["cached_tokens"], prompt_tokens=d["cached_tokens"] + d["prompt_eval_tokens"],
+             prompt_eval_tokens=d["prompt_eval_tokens"], prompt_eval_ms=d["prompt_eval_ms"], gen_tokens=d["gen_tokens"], gen_ms=d["gen_ms"],
+             total_ms=d["prompt_eval_ms"] + d["gen_ms"])  # fmt: skip
     s["prompt_rate"] = s["prompt_eval_tokens"] / (s["prompt_eval_ms"] / 1000) if s["prompt_eval_ms"] > 0 else None
     s["gen_rate"] = s["gen_tokens"] / (s["gen_ms"] / 1000) if s["gen_ms"] > 0 else None
     s["cache_share"] = s["cached_tokens"] / s["prompt_tokens"] if s["prompt_tokens"] else None
@@ -228,9 +245,14 @@ def run_case(case: Case, program: str, conn, args) -> dict[str, Any]:
     label, path = program_for(program, case)
     name = f"{case.task}_{case.lang}_{case.split}_{case.source or 'all'}_{'zero-shot' if path is None else path.stem}"
     watch, server_source = server_watch(conn, args.server_log)
+    timed = conn.lm.server_timings.snapshot()
     ev = evaluate(case.task, case.lang, conn, split=case.split, source=case.source, limit=case.limit, data_dir=args.data_dir,
                   program=path, threads=args.threads, out_dir=args.out_dir / name)  # fmt: skip
-    server = watch.parse() if watch is not None else None
+    server = timings_delta(timed, conn.lm.server_timings.snapshot())
+    if server is not None:
+        server_source = "the server's timings in its answers"
+    elif watch is not None:
+        server = watch.parse()
     if server is not None and server["requests"] == 0:
         server_source = f"n/a: no request timings in the {server_source}"
         server = None

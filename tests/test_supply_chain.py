@@ -207,13 +207,48 @@ def test_verify_sha256_accepts_the_pinned_file_and_refuses_a_tampered_one(tmp_pa
     assert bash(f'verify_sha256 "{tmp_path}/missing.tar.gz" {good}').returncode != 0
 
 
+def _body(function: str) -> str:
+    return SETUP.read_text().split(f"{function}() {{", 1)[1].split("\n}\n", 1)[0]
+
+
 def test_setup_sh_checks_the_sdist_hash_before_building_it():
-    body = SETUP.read_text().split("build_llama_wheel() {", 1)[1].split("\n}\n", 1)[0]
-    check = body.index('verify_sha256 "${sdists[0]}" "$LLAMA_SDIST_SHA256"')
-    assert body.index("pip download") < check < body.index("pip wheel")
-    (build,) = [c for c in commands(body) if "pip wheel" in c]
+    fetch = _body("llama_sdist")
+    assert fetch.index("pip download") < fetch.index('verify_sha256 "${sdists[0]}" "$LLAMA_SDIST_SHA256"')
+    wheel = _body("build_llama_wheel")
+    assert wheel.index("sdist=$(llama_sdist)") < wheel.index("pip wheel")
+    (build,) = [c for c in commands(wheel) if "pip wheel" in c]
     assert {"--no-build-isolation", "--no-index", "--require-hashes"} <= set(shlex.split(build))
     assert "llama-build.txt" in build  # the verified local sdist, by its hash
+    server = _body("build_llama_server")
+    assert server.index("sdist=$(llama_sdist)") < server.index('tar -xzf "$sdist"') < server.index("cmake --build")
+
+
+def test_llama_server_builds_with_the_wheels_simd_flags_and_fetches_no_web_ui():
+    args = setup_var("LLAMA_SERVER_CMAKE_ARGS").split()
+    # The default would download a prebuilt web UI from Hugging Face at build time.
+    assert {"-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF"} <= set(args)
+    assert "$LLAMA_CMAKE_ARGS $LLAMA_SERVER_CMAKE_ARGS" in _body("build_llama_server")  # no -march=native, as the wheel
+    assert 'if [ "${KGOPT_LLAMA_SERVER:-0}" = 1 ]; then' in SETUP.read_text()  # opt-in
+
+
+def test_llama_server_is_installed_only_if_it_matches_its_build_record(tmp_path):
+    built, venv = tmp_path / "built", tmp_path / "venv"
+    built.mkdir()
+    (venv / "bin").mkdir(parents=True)
+    (built / "llama-server").write_bytes(b"built here")
+    digest = hashlib.sha256(b"built here").hexdigest()
+    (built / "SHA256SUMS").write_text(f"{digest}  llama-server\n")
+    r = bash(f'install_llama_server "{built}" "{venv}"')
+    assert r.returncode == 0, r.stderr
+    assert (venv / "bin" / "llama-server").read_bytes() == b"built here"
+    assert (venv / "bin" / "llama-server.sha256").read_text().split() == [digest, "llama-server"]  # what kgopt checks at start
+
+    (built / "llama-server").write_bytes(b"swapped in under the same name")
+    r = bash(f'install_llama_server "{built}" "{venv}"')
+    assert r.returncode != 0 and "SHA-256 mismatch" in r.stderr
+    assert (venv / "bin" / "llama-server").read_bytes() == b"built here"  # the installed one is untouched
+    (built / "SHA256SUMS").write_text(f"{digest}  other-binary\n")
+    assert bash(f'install_llama_server "{built}" "{venv}"').returncode != 0
 
 
 def test_cached_wheel_is_used_only_if_it_matches_its_build_record(tmp_path):

@@ -14,12 +14,19 @@ its environment (``API_KEY``, read by llama_cpp.server's pydantic settings), nev
 command line, which every local user can read. The server is ready only when ``/v1/models``
 refuses a request without the key (401) and, with it, lists our model: anything else on the
 port is an impostor, and gets an EndpointError rather than our prompts.
+
+Which program serves is a ``ServerProgram`` registered with ``@register_server_program``:
+``llama-cpp-python`` (the default, above) or ``llama-server``, llama.cpp's own server built by
+``KGOPT_LLAMA_SERVER=1 bash scripts/setup.sh`` from the same hash-pinned sdist (its binary's
+SHA-256, recorded at build time, is checked before every start). ``KGOPT_EMBEDDED_SERVER``
+names the program. To add one, subclass ``ServerProgram`` and register it.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
 import os
 import secrets
 import signal
@@ -36,13 +43,159 @@ from kgopt.clients.weights import EmbeddedModel, ensure_gguf, selected_model
 from kgopt.errors import EndpointError
 from kgopt.localhost import free_port
 
-JSON_DIALECT = "llama-cpp"
+JSON_DIALECT = "llama-cpp"  # the default program's (kept for callers of the one-program days)
+DEFAULT_PROGRAM = "llama-cpp-python"
 _lock = threading.Lock()
 _server: "EmbeddedServer | None" = None
 
-# Child environment names llama_cpp.server / uvicorn read (pydantic-settings, case-insensitive),
-# replaced by ours: an inherited HOST=0.0.0.0, PORT, API_KEY or CONFIG_FILE would override the flags.
-_PINNED_ENV = ("api_key", "host", "port", "config_file")
+
+class ServerProgram:
+    """One OpenAI-compatible server program that can serve the embedded model.
+
+    A subclass sets ``name`` (what ``KGOPT_EMBEDDED_SERVER`` says), ``dialect`` (its JSON-schema
+    dialect, ``kgopt.clients.dialects``) and ``identity`` (the endpoint part of the identity that
+    manifests, studies and the response cache key on: two programs may answer differently), and
+    implements ``command`` and ``key_env``. ``check`` raises EndpointError, saying how to install
+    it, when it cannot run here.
+    """
+
+    name: str = ""
+    dialect: str = ""
+    identity: str = ""
+    # Environment names the program reads that would override its flags (host, port, key...):
+    # dropped from what the child inherits, case-insensitively (see ``inherits``).
+    pinned_env: tuple[str, ...] = ()
+
+    def inherits(self, name: str) -> bool:
+        """Whether the child may see the parent's environment variable ``name``."""
+        return name.lower() not in self.pinned_env
+
+    def check(self) -> None:
+        raise NotImplementedError
+
+    def command(self, server: "EmbeddedServer") -> list[str]:
+        raise NotImplementedError
+
+    def key_env(self, server: "EmbeddedServer") -> dict[str, str]:
+        """The child's environment entries that give it the API key (never a flag: see the module doc)."""
+        raise NotImplementedError
+
+
+_PROGRAMS: dict[str, ServerProgram] = {}
+
+
+def register_server_program(cls: type[ServerProgram]) -> type[ServerProgram]:
+    """Class decorator: make ``cls`` a program ``KGOPT_EMBEDDED_SERVER`` can name."""
+    if not cls.name or cls.name in _PROGRAMS:
+        raise ValueError(f"a server program needs a name of its own, got {cls.name!r}")
+    _PROGRAMS[cls.name] = cls()
+    return cls
+
+
+def server_program(name: str | None = None) -> ServerProgram:
+    """The program named by ``name``, else ``KGOPT_EMBEDDED_SERVER``, else the default."""
+    name = name or os.environ.get("KGOPT_EMBEDDED_SERVER") or DEFAULT_PROGRAM
+    try:
+        return _PROGRAMS[name]
+    except KeyError:
+        raise EndpointError(f"KGOPT_EMBEDDED_SERVER={name!r} is not a server program; choose one of: {', '.join(_PROGRAMS)}") from None
+
+
+@register_server_program
+class LlamaCppPython(ServerProgram):
+    """llama_cpp.server with the JSON grammar asked about the sampled token only (llama_child.py)."""
+
+    name = "llama-cpp-python"
+    dialect = JSON_DIALECT
+    identity = "embedded"  # what every committed program was compiled and measured on
+    # llama_cpp.server / uvicorn read these (pydantic-settings): an inherited HOST=0.0.0.0 would win over --host.
+    pinned_env = ("api_key", "host", "port", "config_file")
+
+    def check(self) -> None:
+        try:
+            import llama_cpp.server  # noqa: F401
+        except ImportError:
+            raise EndpointError(
+                "no endpoint configured and llama-cpp-python[server] is not installed: "
+                "pip install -e '.[local]' (README.md#set-up-two-commands), or set KGOPT_API_BASE and KGOPT_MODEL"
+            ) from None
+
+    def command(self, server: "EmbeddedServer") -> list[str]:
+        return [
+            sys.executable, "-m", "kgopt.clients.llama_child",
+            "--model", str(server.gguf),
+            "--model_alias", server.model.served_name,
+            "--host", "127.0.0.1",
+            "--port", str(server.port),
+            "--n_ctx", str(server.n_ctx),
+            "--n_threads", str(server.threads),
+            # llama_cpp.server's default computes and copies the logits of every prompt token,
+            # which only prompt logprobs need; kgopt asks for none. Without them prompts evaluate
+            # faster. Not flash attention: it sums in another order and changed answers the
+            # committed programs' recorded dev F1 rests on (BENCHMARKS.md#run-to-run-spread-and-inference-cost).
+            "--logits_all", "false",
+        ]  # fmt: skip
+
+    def key_env(self, server: "EmbeddedServer") -> dict[str, str]:
+        return {"API_KEY": server.api_key or "", "HOST": "127.0.0.1", "PORT": str(server.port)}
+
+
+def llama_server_binary() -> Path:
+    """Where ``scripts/setup.sh`` installs llama.cpp's server: next to this interpreter."""
+    return Path(sys.prefix) / "bin" / "llama-server"
+
+
+@register_server_program
+class LlamaServer(ServerProgram):
+    """llama.cpp's own ``llama-server``, built from the llama-cpp-python sdist's vendored source.
+
+    Its host-memory prompt cache (``--cache-ram``) restores the KV state of whichever earlier
+    prompt shares the longest prefix, not only the last one's: what a program's multi-chunk
+    records share is evaluated once (BENCHMARKS.md#the-native-llama-server). Settings chosen to
+    answer as llama-cpp-python does where they can: no flash attention, and its default repeat
+    penalty (1.1 over the last 64 tokens; llama-server's own default is none). One slot: the two
+    cores are busy with one prompt already, and requests stay in order.
+    """
+
+    name = "llama-server"
+    dialect = "openai"  # llama-server takes response_format json_schema, as vLLM does
+    identity = "embedded-llama-server"
+    pinned_env = ("llama_api_key",)
+
+    def inherits(self, name: str) -> bool:
+        # Every LLAMA_ARG_* sets a flag (an API key file would add keys, a model path swap the weights).
+        return super().inherits(name) and not name.lower().startswith("llama_arg_")
+
+    def check(self) -> None:
+        binary = llama_server_binary()
+        record = binary.with_name("llama-server.sha256")
+        if not binary.is_file():
+            raise EndpointError(f"KGOPT_EMBEDDED_SERVER=llama-server, but {binary} is missing: build it with KGOPT_LLAMA_SERVER=1 bash scripts/setup.sh")
+        expected = record.read_text().split()[0] if record.is_file() else ""
+        actual = hashlib.sha256(binary.read_bytes()).hexdigest()
+        if expected != actual:
+            raise EndpointError(
+                f"{binary} does not match the SHA-256 recorded when it was built ({record}): refusing to run it; "
+                "rebuild with KGOPT_LLAMA_SERVER=1 bash scripts/setup.sh"
+            )
+
+    def command(self, server: "EmbeddedServer") -> list[str]:
+        return [
+            str(llama_server_binary()),
+            "--model", str(server.gguf),
+            "--alias", server.model.served_name,
+            "--host", "127.0.0.1",
+            "--port", str(server.port),
+            "--ctx-size", str(server.n_ctx),
+            "--threads", str(server.threads),
+            "--parallel", "1",
+            "--flash-attn", "off",
+            "--repeat-penalty", "1.1", "--repeat-last-n", "64",
+            "--no-webui",
+        ]  # fmt: skip
+
+    def key_env(self, server: "EmbeddedServer") -> dict[str, str]:
+        return {"LLAMA_API_KEY": server.api_key or ""}
 
 
 def model_fingerprint(model: EmbeddedModel) -> str:
@@ -61,7 +214,9 @@ def _die_with_parent() -> None:  # runs in the child before exec
 class EmbeddedServer:
     """A llama.cpp OpenAI-compatible server child process bound to 127.0.0.1."""
 
-    def __init__(self, model: EmbeddedModel | None = None, n_ctx: int = 8192, threads: int | None = None, startup_timeout: float = 180.0):
+    def __init__(self, model: EmbeddedModel | None = None, n_ctx: int = 8192, threads: int | None = None, startup_timeout: float = 180.0,
+                 program: ServerProgram | None = None):  # fmt: skip
+        self.program = program or server_program()
         self.model = model or selected_model()
         self.gguf = ensure_gguf(self.model)  # assembled on first use, size and SHA-256 checked every time
         self.n_ctx = n_ctx
@@ -77,35 +232,15 @@ class EmbeddedServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> "EmbeddedServer":
-        try:
-            import llama_cpp.server  # noqa: F401
-        except ImportError:
-            raise EndpointError(
-                "no endpoint configured and llama-cpp-python[server] is not installed: "
-                "pip install -e '.[local]' (README.md#set-up-two-commands), or set KGOPT_API_BASE and KGOPT_MODEL"
-            ) from None
-        cmd = [
-            # llama_cpp.server with the grammar asked about the sampled token only (llama_child.py)
-            sys.executable, "-m", "kgopt.clients.llama_child",
-            "--model", str(self.gguf),
-            "--model_alias", self.model.served_name,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.threads),
-            # llama_cpp.server's default computes and copies the logits of every prompt token,
-            # which only prompt logprobs need; kgopt asks for none. Without them prompts evaluate
-            # faster. Not flash attention: it sums in another order and changed answers the
-            # committed programs' recorded dev F1 rests on (BENCHMARKS.md#run-to-run-spread-and-inference-cost).
-            "--logits_all", "false",
-        ]  # fmt: skip
+        self.program.check()
+        cmd = self.program.command(self)
         # Not --api_key: a command line is readable by every local user, the environment is not.
         self.api_key = secrets.token_urlsafe(32)
         log_dir = Path(os.environ.get("KGOPT_HOME", Path.home() / ".cache" / "kgopt")) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"embedded-server-{self.port}.log"
         log = open(self.log_path, "wb")
-        logger.info("starting the embedded model {} on 127.0.0.1:{}", self.model.title, self.port)
+        logger.info("starting the embedded model {} on 127.0.0.1:{} ({})", self.model.title, self.port, self.program.name)
         logger.warning(
             "no endpoint configured: using the embedded {}, a small local model on the CPU. "
             "Set KGOPT_API_BASE / KGOPT_MODEL to use your own server.",
@@ -121,8 +256,8 @@ class EmbeddedServer:
         return self
 
     def _child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k.lower() not in _PINNED_ENV}
-        env.update(API_KEY=self.api_key or "", HOST="127.0.0.1", PORT=str(self.port))
+        env = {k: v for k, v in os.environ.items() if self.program.inherits(k)}
+        env.update(self.program.key_env(self))
         return env
 
     def _wait_ready(self) -> None:
@@ -180,6 +315,8 @@ def probe_server(api_base: str, api_key: str, alias: str, timeout: float = 2.0) 
         bare = httpx.get(url, timeout=timeout, trust_env=False)
     except httpx.HTTPError:
         return False  # not listening yet
+    if bare.status_code == 503:
+        return False  # llama-server listens while it loads the weights, and answers 503 to everything until then
     if bare.status_code != 401:
         raise impostor(f"GET /v1/models without the key got HTTP {bare.status_code}, not 401")
     try:
@@ -198,10 +335,13 @@ def probe_server(api_base: str, api_key: str, alias: str, timeout: float = 2.0) 
 
 
 def shared_embedded_server() -> EmbeddedServer:
-    """One embedded server per process, started on first use."""
+    """One embedded server per process, started on first use (and again if KGOPT_EMBEDDED_SERVER changed)."""
     global _server
     with _lock:
-        if _server is None or _server.proc is None or _server.proc.poll() is not None:
-            _server = EmbeddedServer().start()
+        program = server_program()
+        if _server is not None and _server.program is not program:
+            _server.stop()
+        if _server is None or _server.program is not program or _server.proc is None or _server.proc.poll() is not None:
+            _server = EmbeddedServer(program=program).start()
         return _server
 

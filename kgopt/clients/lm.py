@@ -145,6 +145,46 @@ class Usage:
             span.close()
 
 
+@dataclass
+class ServerTimings:
+    """What a llama.cpp server says of its own work, summed over the answers that carried it.
+
+    llama.cpp's ``llama-server`` adds ``timings`` to each completion: prompt tokens taken from its
+    KV cache (``cache_n``), prompt tokens evaluated and the milliseconds that took, and tokens
+    generated and theirs. Other servers send none, and these stay 0. Answers replayed from the
+    response cache are not counted (no server did that work now).
+    """
+
+    calls: int = 0
+    cached_tokens: int = 0
+    prompt_eval_tokens: int = 0
+    prompt_eval_ms: float = 0.0
+    gen_tokens: int = 0
+    gen_ms: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, timings: Any) -> None:
+        if not isinstance(timings, dict):
+            return
+        try:  # model output's neighbour, from the wire: a malformed block is skipped, not trusted
+            got = (int(timings.get("cache_n") or 0), int(timings["prompt_n"]), float(timings["prompt_ms"]),
+                   int(timings["predicted_n"]), float(timings["predicted_ms"]))  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return
+        with self._lock:
+            self.calls += 1
+            self.cached_tokens += got[0]
+            self.prompt_eval_tokens += got[1]
+            self.prompt_eval_ms += got[2]
+            self.gen_tokens += got[3]
+            self.gen_ms += got[4]
+
+    def snapshot(self) -> dict[str, Any]:
+        names = ("calls", "cached_tokens", "prompt_eval_tokens", "prompt_eval_ms", "gen_tokens", "gen_ms")
+        with self._lock:
+            return {k: getattr(self, k) for k in names}
+
+
 class UsageSpan:
     """Counts since a ``Usage.track()`` block began (see there)."""
 
@@ -242,6 +282,7 @@ class EndpointLM(dspy.BaseLM):
         self.backoff = backoff
         self.response_cache = cache
         self.usage = Usage()
+        self.server_timings = ServerTimings()
         # How this endpoint takes a JSON schema for constrained decoding (clients.dialects):
         # callers send OpenAI's form; "auto" tries the registered dialects in order, moving on
         # when a schema request is refused as a dialect question, and remembers the endpoint's.
@@ -355,6 +396,7 @@ class EndpointLM(dspy.BaseLM):
                     prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
                     completion_tokens=getattr(u, "completion_tokens", 0) or 0,
                 )
+                self.server_timings.add((resp.model_extra or {}).get("timings"))
                 return resp
             except Exception as exc:
                 if self._learn_dialect(req, dialect, exc):
@@ -411,13 +453,14 @@ def connect(
     Call this from the main thread: the embedded server is tied to the thread that starts it.
     """
     if config.embedded:
-        from kgopt.clients.embedded import JSON_DIALECT, model_fingerprint, shared_embedded_server
+        from kgopt.clients.embedded import model_fingerprint, shared_embedded_server
 
         server = shared_embedded_server()
         api_base, model = server.api_base, server.model.served_name
         api_key = server.api_key  # its own random key, not KGOPT_API_KEY (meant for a remote endpoint)
-        identity = key_identity = f"embedded|{model_fingerprint(server.model)}"
-        dialect = JSON_DIALECT
+        # The program is part of the identity: two server programs need not answer alike.
+        identity = key_identity = f"{server.program.identity}|{model_fingerprint(server.model)}"
+        dialect = server.program.dialect
     else:
         dialect = config.json_dialect
         api_base, model, api_key = config.api_base, config.model, config.api_key

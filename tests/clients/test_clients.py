@@ -113,6 +113,28 @@ def test_a_cached_answer_spends_nothing_but_keeps_its_prompt_tokens(tmp_path):
         assert u["prompt_tokens"] == 137 and u["cached_prompt_tokens"] == 137
 
 
+def test_server_timings_are_summed_from_answers_but_not_from_the_cache_or_a_malformed_block(tmp_path):
+    """llama-server's per-answer timings (bench_inference's server figures); others send none."""
+    blocks = iter([
+        {"cache_n": 30, "prompt_n": 70, "prompt_ms": 500.0, "predicted_n": 9, "predicted_ms": 200.0},
+        {"cache_n": "lots", "prompt_n": 1, "prompt_ms": 1.0, "predicted_n": 1, "predicted_ms": 1.0},  # malformed: skipped
+        {"prompt_n": 10, "prompt_ms": 100.0, "predicted_n": 1, "predicted_ms": 20.0},  # no cache_n: none reused
+        None,  # a server that sends no timings
+    ])
+
+    def respond(req):
+        body, t = chat_completion("A"), next(blocks)
+        return 200, ({**body, "timings": t} if t is not None else body)
+
+    with FakeEndpoint(respond=respond) as srv:
+        lm = EndpointLM(srv.url, "m", cache=ResponseCache(tmp_path / "r.sqlite"))
+        for q in ("a", "b", "c", "d", "a"):  # the last is replayed from the cache: no server work now
+            lm(messages=[{"role": "user", "content": q}])
+        assert len(srv.requests) == 4
+    t = lm.server_timings.snapshot()
+    assert t == {"calls": 2, "cached_tokens": 30, "prompt_eval_tokens": 80, "prompt_eval_ms": 600.0, "gen_tokens": 10, "gen_ms": 220.0}
+
+
 def test_connect_uses_configured_endpoint(monkeypatch):
     with FakeEndpoint(respond=lambda req: (200, chat_response("{}"))) as srv:
         monkeypatch.setenv("KGOPT_API_BASE", srv.url)

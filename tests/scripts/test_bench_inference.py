@@ -182,3 +182,20 @@ def test_failed_calls_exit_non_zero(bench, capsys, shared_data, monkeypatch):
         assert bench.main(["NER:zh:WeiboNER:2", "--data-dir", str(shared_data)]) == 1
     (r,) = _rows()
     assert r["failed_calls"] == r["calls_asked"] > 0 and r["calls"] == 0
+
+
+def test_server_timings_from_the_answers(bench, capsys, shared_data, monkeypatch):
+    """llama-server sends its own timings with each answer: they are used, with no log."""
+    from kgopt.testing.fake_endpoint import chat_completion
+
+    timings = {"cache_n": 60, "prompt_n": 40, "prompt_ms": 400.0, "predicted_n": 20, "predicted_ms": 1000.0}
+    with FakeEndpoint(respond=lambda req: (200, {**chat_completion(oneke_answer(req)), "timings": timings})) as ep:
+        monkeypatch.setenv("KGOPT_API_BASE", ep.url)
+        assert bench.main(["NER:zh:WeiboNER:3", "--data-dir", str(shared_data)]) == 0
+        sent = len(ep.requests)
+    (r,) = _rows()
+    s = r["server"]
+    assert r["server_source"] == "the server's timings in its answers"
+    assert s["requests"] == sent == r["calls"] and s["cached_tokens"] == 60 * sent and s["prompt_tokens"] == 100 * sent
+    assert s["prompt_rate"] == pytest.approx(100.0) and s["gen_rate"] == pytest.approx(20.0) and s["cache_share"] == pytest.approx(0.6)
+    assert "| 100.0 | 20.0 | 60.0% |" in capsys.readouterr().out
