@@ -109,6 +109,11 @@ def parse_server_log(text: str) -> dict[str, Any]:
     close()
     if hit is not None:
         s["incomplete"] += 1
+    return _with_rates(s)
+
+
+def _with_rates(s: dict[str, Any]) -> dict[str, Any]:
+    """Rates divide summed tokens by summed seconds (None when nothing was timed)."""
     s["prompt_rate"] = s["prompt_eval_tokens"] / (s["prompt_eval_ms"] / 1000) if s["prompt_eval_ms"] > 0 else None
     s["gen_rate"] = s["gen_tokens"] / (s["gen_ms"] / 1000) if s["gen_ms"] > 0 else None
     s["cache_share"] = s["cached_tokens"] / s["prompt_tokens"] if s["prompt_tokens"] else None
@@ -124,10 +129,7 @@ def timings_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     s = dict(requests=d["calls"], incomplete=0, cached_tokens=d["cached_tokens"], prompt_tokens=d["cached_tokens"] + d["prompt_eval_tokens"],
              prompt_eval_tokens=d["prompt_eval_tokens"], prompt_eval_ms=d["prompt_eval_ms"], gen_tokens=d["gen_tokens"], gen_ms=d["gen_ms"],
              total_ms=d["prompt_eval_ms"] + d["gen_ms"])  # fmt: skip
-    s["prompt_rate"] = s["prompt_eval_tokens"] / (s["prompt_eval_ms"] / 1000) if s["prompt_eval_ms"] > 0 else None
-    s["gen_rate"] = s["gen_tokens"] / (s["gen_ms"] / 1000) if s["gen_ms"] > 0 else None
-    s["cache_share"] = s["cached_tokens"] / s["prompt_tokens"] if s["prompt_tokens"] else None
-    return s
+    return _with_rates(s)
 
 
 def physical_limit(prompt_tokens_per_record: float, completion_tokens_per_record: float, server: dict[str, Any] | None,
