@@ -274,7 +274,8 @@ main() {
     "$venv/bin/python" -m pip install --quiet --no-deps --force-reinstall --require-hashes -r "$WORK/llama-wheel.txt"
   fi
   if [ "${KGOPT_LLAMA_SERVER:-0}" = 1 ]; then
-    server_dir="${KGOPT_HOME:-$HOME/.cache/kgopt}/bin/llama-server-$LLAMA_VERSION-$simd-$(llama_build_key)"
+    # Keyed by the sdist and every CMake flag it is built with, as the wheel's folder is.
+    server_dir="${KGOPT_HOME:-$HOME/.cache/kgopt}/bin/llama-server-$LLAMA_VERSION-$simd-$(LLAMA_CMAKE_ARGS="$LLAMA_CMAKE_ARGS $LLAMA_SERVER_CMAKE_ARGS" llama_build_key)"
     if [ ! -e "$server_dir" ]; then
       echo "building llama.cpp's llama-server from the llama-cpp-python $LLAMA_VERSION sdist (once, about 5 minutes on 2 cores)"
       mkdir -p "$(dirname "$server_dir")"

@@ -229,6 +229,11 @@ def test_llama_server_builds_with_the_wheels_simd_flags_and_fetches_no_web_ui():
     assert {"-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF"} <= set(args)
     assert "$LLAMA_CMAKE_ARGS $LLAMA_SERVER_CMAKE_ARGS" in _body("build_llama_server")  # no -march=native, as the wheel
     assert 'if [ "${KGOPT_LLAMA_SERVER:-0}" = 1 ]; then' in SETUP.read_text()  # opt-in
+    # Its cache folder is keyed by its own flags too: a changed server flag builds a new binary.
+    assert '-$simd-$(LLAMA_CMAKE_ARGS="$LLAMA_CMAKE_ARGS $LLAMA_SERVER_CMAKE_ARGS" llama_build_key)"' in SETUP.read_text()
+    wheel = bash("llama_build_key").stdout.strip()
+    server = bash('LLAMA_CMAKE_ARGS="$LLAMA_CMAKE_ARGS $LLAMA_SERVER_CMAKE_ARGS" llama_build_key').stdout.strip()
+    assert len(server) == 12 and server != wheel
 
 
 def test_llama_server_is_installed_only_if_it_matches_its_build_record(tmp_path):
