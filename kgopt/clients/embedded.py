@@ -343,7 +343,8 @@ def shared_embedded_server() -> EmbeddedServer:
         program = server_program()
         if _server is not None and _server.program is not program:
             _server.stop()
-        if _server is None or _server.program is not program or _server.proc is None or _server.proc.poll() is not None:
+            _server = None
+        if _server is None or _server.proc is None or _server.proc.poll() is not None:
             _server = EmbeddedServer(program=program).start()
         return _server
 
