@@ -10,7 +10,10 @@ first ``num_demos`` of it in every call; ``"similar"`` picks, per call, the ``nu
 entries closest to the input text (a bonus for answering the same labels), like DSPy's
 KNNFewShot but without an embedding model; ``"weighted"`` picks per call by a score whose four
 weights (``demo_weights``: similarity, label coverage, diversity, length) the compiler searched
-(``kgopt.core.demos.weighted_demos``).
+(``kgopt.core.demos.weighted_demos``). ``demo_order`` says in which order the chosen ones are shown:
+``"selected"`` as the selection returns them (most similar last), ``"sorted"`` by their text, so
+inputs that are shown the same demonstrations send the same prompt prefix, which a server's
+prefix cache skips (docs/embedded-model.md#prompt-layouts).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from kgopt.errors import ArtifactError
 
 ARTIFACT_FORMAT = 1
 DEMO_SELECTIONS = ("fixed", "similar", "weighted")
+DEMO_ORDERS = ("selected", "sorted")
+DEFAULT_DEMO_ORDER = "selected"
 OUTPUT_MODES = ("plain", "json")  # json: server-side constrained decoding to the answer schema
 # The only state a saved predictor may carry: DSPy's load_state sets every key it is given as
 # an attribute, so a "config": {"n": 64} would ride along on every request.
@@ -61,6 +66,7 @@ class ProgramSettings:
     # demo_selection "weighted" only (and then required); a program file holds it as an object.
     demo_weights: DemoWeights | None = None
     layout: str = DEFAULT_LAYOUT  # how the prompt is laid out (kgopt.adapters.oneke.LAYOUTS)
+    demo_order: str = DEFAULT_DEMO_ORDER  # the chosen demonstrations as selected, or sorted by text
 
     def __post_init__(self):
         # A program file is untrusted input: every field is checked here, by name, so a bad
@@ -79,6 +85,8 @@ class ProgramSettings:
             raise ValueError(f"temperature must be a number from 0 to 2 or null, got {t!r}")
         if self.layout not in layout_names():
             raise ValueError(f"layout must be one of {layout_names()}, got {self.layout!r}")
+        if self.demo_order not in DEMO_ORDERS:
+            raise ValueError(f"demo_order must be one of {DEMO_ORDERS}, got {self.demo_order!r}")
         if self.answer_format is not None and not isinstance(self.answer_format, str):
             raise ValueError(f"answer_format must be a string or null, got {self.answer_format!r}")
         if self.demo_weights is not None:
@@ -155,6 +163,12 @@ class IEProgram(dspy.Module):
         return self.spec.chunks(schema, record, self.split_size)
 
     def select_demos(self, text: str, chunk: list[Any]) -> list[Any]:
+        chosen = self._choose_demos(text, chunk)
+        if self.settings.demo_order == "sorted":
+            return sorted(chosen, key=lambda d: (d.get("text") or "", d.get("answer") or ""))
+        return chosen
+
+    def _choose_demos(self, text: str, chunk: list[Any]) -> list[Any]:
         k, pool = self.settings.num_demos, self.extract.demos
         if k <= 0 or not pool:
             return []
@@ -223,6 +237,8 @@ class IEProgram(dspy.Module):
             del cfg["demo_weights"]
         if cfg["layout"] == DEFAULT_LAYOUT:  # likewise: programs in the default layout are saved as before
             del cfg["layout"]
+        if cfg["demo_order"] == DEFAULT_DEMO_ORDER:  # and in the default order
+            del cfg["demo_order"]
         return cfg
 
     def to_artifact(self, manifest: dict[str, Any] | None = None) -> dict[str, Any]:

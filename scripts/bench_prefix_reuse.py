@@ -17,10 +17,12 @@ weights' SHA-256 checked as for the server), and reports per case:
 - the prompt-evaluation speed-up each would give, total / (total - reused): an upper bound on
   what prefix reuse can add to records/hour, since generation and overheads are left out.
 
-Each is given for the demonstrations in the program's order (most similar last) and in a
-canonical order (sorted by their text, the same for every input), the layout lever that puts
-what inputs share first. One markdown row per (case, program, order) goes to stdout, one JSON
-line to runs/bench-prefix-reuse/results.jsonl. Usage:
+Each is given for both demonstration orders of a program's ``demo_order`` setting
+(kgopt/program.py): ``selected``, in the order the choice returns them (most similar last), and
+``sorted`` by their text, the same for every input shown the same ones: the lever that puts what
+inputs share first. The program is run once per order, with only that setting changed. One
+markdown row per (case, program, order) goes to stdout, one JSON line to
+runs/bench-prefix-reuse/results.jsonl. Usage:
 
     .venv/bin/python scripts/bench_prefix_reuse.py NER:zh:WeiboNER:40 KG:zh:all:10 --program compiled
 
@@ -33,13 +35,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ujson
 from loguru import logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import Case, parse_case, program_for  # noqa: E402  (one case syntax for both benchmarks)
+
+from kgopt.program import DEMO_ORDERS  # noqa: E402
 
 OUT = Path("runs/bench-prefix-reuse")
 HEADER = ("| task | lang | source | program | order | records | calls/record | prompt tok/record | reuse, previous prompt "
@@ -66,20 +70,16 @@ def reuse(prompts: list[list[int]]) -> dict[str, int]:
     return {"tokens": sum(map(len, prompts)), "previous": previous, "best": best}
 
 
-def as_is(messages: Messages) -> Messages:
-    return messages
-
-
-def canonical(messages: Messages) -> Messages:
-    """The demonstration turn pairs sorted by their text: the same order whatever the input."""
-    head = [m for m in messages[:1] if m["role"] == "system"]
-    body, query = messages[len(head) : -1], messages[-1]
-    pairs = [body[i : i + 2] for i in range(0, len(body), 2)]
-    pairs.sort(key=lambda p: [m["content"] for m in p])
-    return head + [m for p in pairs for m in p] + [query]
-
-
-ORDERS: dict[str, Callable[[Messages], Messages]] = {"program's": as_is, "canonical": canonical}
+def with_demo_order(path: Path | None, order: str, out_dir: Path) -> Path | None:
+    """The program at ``path`` with only its ``demo_order`` set (zero-shot, None, shows no demonstrations)."""
+    if path is None:
+        return None
+    art = ujson.loads(path.read_text(encoding="utf-8"))
+    art["config"]["demo_order"] = order
+    out_dir.mkdir(parents=True, exist_ok=True)
+    variant = out_dir / f"{path.stem}.{order}.json"
+    variant.write_text(ujson.dumps(art, ensure_ascii=False), encoding="utf-8")
+    return variant
 
 
 class Tokenizer:
@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         for spec in args.program or ["compiled"]:
             label, path = program_for(spec, case)
-            requests, records = captured_prompts(case, path, args.data_dir, args.out_dir / "predictions")
-            for order, arrange in ORDERS.items():
-                r = reuse([tokenize(arrange(m)) for m in requests])
+            for order in DEMO_ORDERS:
+                variant = with_demo_order(path, order, args.out_dir / "programs")
+                requests, records = captured_prompts(case, variant, args.data_dir, args.out_dir / "predictions")
+                r = reuse([tokenize(m) for m in requests])
                 row = {"case": case.name, "program": label, "order": order, "records": records, "calls": len(requests), **r,
                        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
                 with open(args.out_dir / "results.jsonl", "a", encoding="utf-8") as fh:

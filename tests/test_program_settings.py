@@ -81,3 +81,63 @@ def test_program_picks_demos_and_sends_settings(tmp_path):
     assert loaded.settings == prog.settings and len(loaded.extract.demos) == 2 and manifest == {"kind": "test"}
     with pytest.raises(ValueError):
         ProgramSettings(output="xml")
+
+
+# --- demo_order: the chosen demonstrations as selected, or sorted by text (prefix reuse) -------------
+
+ORDER_POOL = [
+    dspy.Example(text="Obama met Merkel in Berlin", chunk=["person"], answer='{"person": ["Obama", "Merkel"]}'),
+    dspy.Example(text="Obama visited Paris", chunk=["person"], answer='{"person": ["Obama"]}'),
+    dspy.Example(text="An apple fell", chunk=["person"], answer='{"person": []}'),
+]
+
+
+def _ordered(order: str) -> IEProgram:
+    prog = IEProgram("NER", "en", settings=ProgramSettings(num_demos=2, demo_selection="similar", demo_order=order))
+    prog.extract.demos = list(ORDER_POOL)
+    return prog
+
+
+def test_sorted_order_shows_the_same_demonstrations_sorted_by_text():
+    selected, ordered = _ordered("selected"), _ordered("sorted")
+    for text in ("Obama visited Berlin", "Merkel met Obama in Paris", "apple"):
+        chosen = selected.select_demos(text, ["person"])
+        shown = ordered.select_demos(text, ["person"])
+        assert sorted(d["text"] for d in chosen) == [d["text"] for d in shown]  # the same set, sorted
+    # Where the choice's order (most similar last) is not the text order, the two differ.
+    assert [d["text"] for d in selected.select_demos("Obama visited Paris in Berlin", ["person"])] == ["Obama met Merkel in Berlin", "Obama visited Paris"]
+    assert [d["text"] for d in selected.select_demos("Obama met Merkel", ["person"])] == ["Obama visited Paris", "Obama met Merkel in Berlin"]
+    assert [d["text"] for d in ordered.select_demos("Obama met Merkel", ["person"])] == ["Obama met Merkel in Berlin", "Obama visited Paris"]
+
+
+@pytest.mark.parametrize("layout", ["oneke", "compact"])
+def test_two_inputs_shown_the_same_demonstrations_send_the_same_prefix_when_sorted(layout):
+    """The point of ``sorted``: the prompt differs only in the query turn, which a prefix cache needs."""
+    from kgopt.adapters.oneke import adapter_for
+
+    def prompt(prog, text):
+        prog.settings.layout = layout
+        return adapter_for(layout).format(prog.extract.signature, prog.select_demos(text, ["person"]), {"text": text, "chunk": ["person"]})
+
+    a, b = "Obama visited Paris in Berlin", "Obama met Merkel"
+    assert prompt(_ordered("selected"), a)[:-1] != prompt(_ordered("selected"), b)[:-1]
+    assert prompt(_ordered("sorted"), a)[:-1] == prompt(_ordered("sorted"), b)[:-1]
+    assert prompt(_ordered("sorted"), a)[-1] != prompt(_ordered("sorted"), b)[-1]
+
+
+def test_demo_order_is_saved_only_when_not_the_default_and_checked_on_load(tmp_path):
+    import json
+
+    from kgopt.errors import ArtifactError
+
+    assert "demo_order" not in _ordered("selected").config()  # committed programs stay byte-identical
+    path = _ordered("sorted").save_artifact(tmp_path / "sorted.json", {"kind": "test"})
+    loaded, _ = load_program(path, "NER", "en")
+    assert loaded.settings.demo_order == "sorted"
+    art = json.loads(path.read_text(encoding="utf-8"))
+    for bad in ("shuffled", None, ["sorted"]):
+        art["config"]["demo_order"] = bad
+        path.write_text(json.dumps(art), encoding="utf-8")
+        with pytest.raises(ArtifactError, match=r"config: demo_order must be one of \('selected', 'sorted'\)") as err:
+            load_program(path)
+        assert str(path) in str(err.value)

@@ -18,7 +18,7 @@ from kgopt.compiler.optimizers import get_optimizer, optimizer_names
 from kgopt.core.demos import DEMO_WEIGHT_KEYS, DemoWeights
 from kgopt.core.tasks import TaskSpec, answer_formats
 from kgopt.adapters.oneke import DEFAULT_LAYOUT, layout_names
-from kgopt.program import ProgramSettings
+from kgopt.program import DEFAULT_DEMO_ORDER, DEMO_ORDERS, ProgramSettings
 
 # Bumped whenever a parameter, its choices or the warm starts change: a study records it in
 # its fingerprint (study.py), so trials of another search space are never mixed with these.
@@ -27,7 +27,8 @@ from kgopt.program import ProgramSettings
 # space-v3: demo_choice "weighted" with the float weights demo_w_*; temperature a float in [0, 1]
 # (was one of 0, 0.3, 0.7).
 # space-v4: the prompt layout (kgopt.adapters.oneke.LAYOUTS), "oneke" in the warm starts.
-SEARCH_SPACE_VERSION = "space-v4"
+# space-v5: demo_order ("selected" or "sorted": kgopt.program.DEMO_ORDERS), "selected" in the warm starts.
+SEARCH_SPACE_VERSION = "space-v5"
 
 DEMO_CHOICES = ("random", "coverage", "similar", "weighted")
 TEMPERATURE_RANGE = (0.0, 1.0)
@@ -69,6 +70,7 @@ class TrialConfig:
     max_len: int = 0
     answer_format: str = "oneke"  # searched only for tasks with several formats (KG)
     layout: str = DEFAULT_LAYOUT  # how the prompt is laid out (kgopt.adapters.oneke)
+    demo_order: str = DEFAULT_DEMO_ORDER  # the chosen demonstrations as selected, or sorted (prefix reuse)
     # demo_choice "weighted" only: the score's weights (kgopt.core.demos.weighted_demos)
     demo_w_similarity: float = 0.0
     demo_w_coverage: float = 0.0
@@ -97,6 +99,7 @@ class TrialConfig:
             max_len=self.max_len or None,
             answer_format=None if self.answer_format == "oneke" else self.answer_format,
             layout=self.layout,
+            demo_order=self.demo_order,
         )
 
     def params(self) -> dict[str, Any]:
@@ -147,6 +150,7 @@ def suggest(
         output=trial.suggest_categorical("output", ["plain", "json"]),
         max_tokens=trial.suggest_categorical("max_tokens", list(MAX_TOKENS)),
         layout=trial.suggest_categorical("layout", layout_names()),
+        demo_order=trial.suggest_categorical("demo_order", list(DEMO_ORDERS)),
     )
     formats = answer_formats(spec.name)
     if len(formats) > 1:

@@ -206,7 +206,7 @@ def test_bad_weights_in_a_program_file_are_refused_with_the_file_and_key(tmp_pat
 
 
 def test_the_search_space_version_is_bumped():
-    assert SEARCH_SPACE_VERSION == "space-v4"
+    assert SEARCH_SPACE_VERSION == "space-v5"
     assert DEMO_CHOICES == ("random", "coverage", "similar", "weighted")
     assert WEIGHT_PARAMS == {"demo_w_similarity", "demo_w_coverage", "demo_w_diversity", "demo_w_length"}
 
@@ -286,6 +286,21 @@ def test_no_continuous_is_its_own_study_and_refuses_cmaes():
     assert "continuous" not in parts[0] and parts[1]["continuous"] is False  # studies made before the switch keep their fingerprint
     with pytest.raises(ConfigError, match="no-continuous"):
         CompileOptions("NER", "en", continuous=False, sampler="cmaes")
+
+
+def test_demo_order_is_searched_and_reaches_the_program_settings():
+    spec = get_task("NER")
+    assert {c.demo_order for c in starting_points(spec, ("labeled",), 4)} == {"selected"}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    orders = set()
+    for _ in range(20):
+        trial = study.ask()
+        cfg = suggest(trial, spec, ("labeled",), 1, 4)
+        study.tell(trial, 0.0)
+        assert study.trials[-1].distributions["demo_order"] == optuna.distributions.CategoricalDistribution(["selected", "sorted"])
+        assert cfg.settings().demo_order == cfg.demo_order == study.trials[-1].params["demo_order"]
+        orders.add(cfg.demo_order)
+    assert orders == {"selected", "sorted"}
 
 
 def test_warm_starts_keep_temperature_zero_through_a_study():

@@ -25,17 +25,14 @@ def test_reuse_from_the_previous_prompt_and_from_the_best_earlier_one(bench):
     assert bench.common_prefix([1, 2], [1, 2, 3]) == 2 and bench.common_prefix([], [1]) == 0
 
 
-def test_the_canonical_order_is_the_same_whatever_order_the_program_chose(bench):
-    def turn(role, content):
-        return {"role": role, "content": content}
-
-    system, query = turn("system", "S"), turn("user", "Q")
-    a = [turn("user", "a"), turn("assistant", "A")]
-    b = [turn("user", "b"), turn("assistant", "B")]
-    one, other = [system, *b, *a, query], [system, *a, *b, query]
-    assert bench.canonical(one) == bench.canonical(other) == [system, *a, *b, query]
-    assert bench.canonical([*b, *a, query]) == [*a, *b, query]  # no system turn
-    assert bench.as_is(one) is one
+def test_each_order_is_the_program_with_only_demo_order_changed(bench, tmp_path):
+    src = ROOT / "compiled" / "NER_zh.json"
+    original = ujson.loads(src.read_text(encoding="utf-8"))
+    for order in ("selected", "sorted"):
+        variant = ujson.loads(bench.with_demo_order(src, order, tmp_path).read_text(encoding="utf-8"))
+        assert variant["config"].pop("demo_order") == order
+        assert variant == original
+    assert bench.with_demo_order(None, "sorted", tmp_path) is None  # zero-shot: no demonstrations to order
 
 
 @pytest.mark.llm  # the embedded model's tokenizer and chat template (vocabulary only: no weights run)
@@ -43,7 +40,7 @@ def test_end_to_end_on_the_real_tokenizer(bench, shared_data, capsys, tmp_path):
     argv = ["NER:zh:WeiboNER:4", "--program", str(ROOT / "compiled" / "NER_zh.json"), "--data-dir", str(shared_data)]
     assert bench.main(argv) == 0
     rows = [ujson.loads(line) for line in (tmp_path / "runs" / "bench-prefix-reuse" / "results.jsonl").read_text().splitlines()]
-    assert [r["order"] for r in rows] == ["program's", "canonical"]
+    assert [r["order"] for r in rows] == ["selected", "sorted"]
     for r in rows:
         assert r["records"] == 4 and r["calls"] == 4
         assert 0 < r["previous"] <= r["best"] < r["tokens"]  # the shared system turn at least; never the whole prompts
