@@ -22,10 +22,14 @@ the case's records: the paired 95% interval of F1(program) - F1(first) (kgopt.co
 faster program is shown to keep its F1 or not.
 
 One markdown row per (case, program) goes to stdout, one JSON line per row is appended to
-runs/bench-inference/results.jsonl. Usage:
+runs/bench-inference/results.jsonl. ``--report RESULTS`` (repeatable) runs nothing and compares
+rows written by separate runs (another server program, or the code of another commit run from
+a worktree), each case against its first row: records/hour, how many records' answers differ,
+and the paired F1 interval. Usage:
 
     .venv/bin/python scripts/bench_inference.py NER:zh:WeiboNER:20 --program compiled/NER_zh.json
     .venv/bin/python scripts/bench_inference.py NER:zh:WeiboNER:20 RE:zh --program zero-shot --program compiled
+    .venv/bin/python scripts/bench_inference.py --report runs/a/results.jsonl --report runs/b/results.jsonl
 
 where each case is TASK:LANG[:SOURCE[:LIMIT]] (SOURCE "all" or empty: every source; LIMIT
 records per source, "all" for the whole split; missing parts come from --source/--limit), and
@@ -312,9 +316,67 @@ def print_differences(case: Case, rows: dict[str, dict[str, Any]]) -> None:
         print(f"{case.name}: {other} against {names[0]}: {diff.line()} ({verdict})", flush=True)
 
 
+REPORT_HEADER = ("| case | program | server | seconds | records/hour | vs first | KV-cache share | F1 | answers differ "
+                 "| ΔF1 vs first [95% CI] |")  # fmt: skip
+
+
+def server_name(identity: str | None) -> str:
+    """The server program of an embedded identity (``embedded|...``: llama-cpp-python), else the endpoint."""
+    kind = (identity or NA).split("|", 1)[0]
+    return {"embedded": "llama-cpp-python", "embedded-llama-server": "llama-server"}.get(kind, kind)
+
+
+def answers_by_record(predictions: str | Path) -> dict[str, list[Any]]:
+    """Each record's raw answers, in call order, from an evaluator-format predictions file."""
+    from kgopt.core.scoring import group_lines
+    from kgopt.data.jsonio import iter_json
+
+    return {key: g.outputs for key, g in group_lines(iter_json(predictions), str(predictions)).items()}
+
+
+def row_counts(row: dict[str, Any]) -> list[Any]:
+    """A row's per-record counts; a row written before they were recorded is scored from its predictions."""
+    from kgopt.core.stats import RecordCount
+    from kgopt.evaluation import score_file
+
+    if "record_counts" in row:
+        return [RecordCount(*c) for c in row["record_counts"]]
+    return [RecordCount(c.key, c.tp, c.pred, c.gold) for c in score_file(row["task"], row["predictions"]).records]
+
+
+def report(paths: list[Path]) -> int:
+    """Rows of earlier runs (results.jsonl files, in the order given), each case against its first row:
+    records/hour, the answers that differ and the paired F1 interval. Rows run apart (another server
+    program, or the code of another commit in a worktree) are compared as if run together, so
+    run them back to back: only such ratios mean anything here."""
+    from kgopt.core.stats import paired_bootstrap
+
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = ujson.loads(line)
+                cases.setdefault(row["case"], []).append(row)
+    print(REPORT_HEADER)
+    print("|---|---|---|" + "---:|" * 6 + "---|")
+    for case, rows in cases.items():
+        first, first_counts, first_answers = rows[0], row_counts(rows[0]), answers_by_record(rows[0]["predictions"])
+        for row in rows:
+            answers = answers_by_record(row["predictions"])
+            differ = sum(answers.get(k) != v for k, v in first_answers.items())
+            diff = paired_bootstrap(first_counts, row_counts(row)) if row is not first else None
+            verdict = "" if diff is None else (" (a difference)" if diff.significant else f" (not significant at n = {diff.n})")
+            share = (row.get("server") or {}).get("cache_share")
+            print(f"| {case} | {row['program']} | {server_name(row.get('identity'))} | {_fmt(row['seconds'])} "
+                  f"| {_fmt(row['records_per_hour'])} | {row['records_per_hour'] / first['records_per_hour']:.2f}x "
+                  f"| {NA if share is None else f'{share:.1%}'} | {row['f1']:.2f} | {differ} of {len(first_answers)} "
+                  f"| {'' if diff is None else diff.line() + verdict} |", flush=True)  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cases", nargs="+", help="TASK:LANG[:SOURCE[:LIMIT]]")
+    ap.add_argument("cases", nargs="*", help="TASK:LANG[:SOURCE[:LIMIT]]")
     ap.add_argument("--program", action="append", default=None,
                     help='"zero-shot" (default), "compiled" (compiled/<TASK>_<lang>.json) or a program file; repeatable')  # fmt: skip
     ap.add_argument("--split", default="test", help="split of every case (default: test)")
@@ -326,9 +388,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="log of a llama-cpp-python server you run yourself (KGOPT_API_BASE): read its timings from it")  # fmt: skip
     ap.add_argument("--out-dir", type=Path, default=OUT, help=f"predictions and results.jsonl (default: {OUT})")
     ap.add_argument("--log-level", default="WARNING")
+    ap.add_argument("--report", type=Path, action="append", default=None, metavar="RESULTS",
+                    help="run nothing: compare the rows of these results.jsonl files (repeatable), each case against its first row")  # fmt: skip
     args = ap.parse_args(argv)
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
+    if args.report:
+        return report(args.report)
+    if not args.cases:
+        ap.error("give at least one case (or --report)")
     try:
         cases = [parse_case(c, args.split, args.source, args.limit) for c in args.cases]
     except argparse.ArgumentTypeError as exc:

@@ -199,3 +199,43 @@ def test_server_timings_from_the_answers(bench, capsys, shared_data, monkeypatch
     assert s["requests"] == sent == r["calls"] and s["cached_tokens"] == 60 * sent and s["prompt_tokens"] == 100 * sent
     assert s["prompt_rate"] == pytest.approx(100.0) and s["gen_rate"] == pytest.approx(20.0) and s["cache_share"] == pytest.approx(0.6)
     assert "| 100.0 | 20.0 | 60.0% |" in capsys.readouterr().out
+
+
+def test_report_compares_rows_of_separate_runs(bench, capsys, shared_data, monkeypatch, tmp_path):
+    """--report: rows written by two runs apart (here two fake endpoints, the second answering one
+    record differently), the second against the first; a row without per-record counts (written by an
+    older bench_inference) is scored from its predictions, to the same counts."""
+    from kgopt.core.stats import RecordCount, paired_bootstrap
+
+    program = str(ROOT / "compiled" / "NER_zh.json")
+    argv = ["NER:zh:WeiboNER:4", "--program", program, "--data-dir", str(shared_data)]
+    with FakeEndpoint() as ep:
+        monkeypatch.setenv("KGOPT_API_BASE", ep.url)
+        assert bench.main([*argv, "--out-dir", str(tmp_path / "one")]) == 0
+    with FakeEndpoint() as ep:
+        monkeypatch.setenv("KGOPT_API_BASE", ep.url)
+        first_text = _first_text(shared_data)
+        ep.answer = lambda body: '{"人名": ["不在金标里"]}' if first_text in str(body["messages"][-1]["content"]) else oneke_answer(body)
+        assert bench.main([*argv, "--out-dir", str(tmp_path / "two")]) == 0
+    one, two = (tmp_path / d / "results.jsonl" for d in ("one", "two"))
+    old = ujson.loads(one.read_text(encoding="utf-8"))
+    counts = old.pop("record_counts")
+    one.write_text(ujson.dumps(old, ensure_ascii=False) + "\n", encoding="utf-8")  # as an older run wrote it
+    assert bench.row_counts(old) == [RecordCount(*c) for c in counts]
+    capsys.readouterr()
+    assert bench.main(["--report", str(one), "--report", str(two)]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| NER:zh:test:WeiboNER:4 ")]
+    assert len(lines) == 2
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0][5] == "1.00x" and cells[0][8] == "0 of 4" and cells[0][9] == ""
+    assert cells[1][8] == "1 of 4"
+    new = ujson.loads(two.read_text(encoding="utf-8"))
+    expected = paired_bootstrap([RecordCount(*c) for c in counts], [RecordCount(*c) for c in new["record_counts"]])
+    assert cells[1][9].startswith(expected.line())
+    assert cells[1][2].startswith("http")  # not the embedded server: its endpoint
+
+
+def _first_text(shared_data) -> str:
+    from kgopt.data.readers import load_examples
+
+    return load_examples("NER", "zh", "test", data_dir=shared_data, source="WeiboNER", limit=1)[0].record.text
