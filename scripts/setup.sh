@@ -52,9 +52,11 @@ LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 # machines prompts evaluate 1.40x as fast, but the answers are not the AVX2 build's in every
 # place (4 of 40 NER/zh test answers differed), and the committed programs' recorded figures are
 # the AVX2 build's (BENCHMARKS.md#run-to-run-spread-and-inference-cost); so AVX2 stays the default.
-LLAMA_AVX512_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+# No BF16 kernels: they serve bf16 tensors, which the embedded Q4_K_M weights have none of, and
+# some machines of this fleet lack avx512_bf16.
+LLAMA_AVX512_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON"
 # The CPU flags (as /proc/cpuinfo spells them) that the AVX-512 build's kernels use.
-LLAMA_AVX512_FLAGS="avx512f avx512bw avx512dq avx512vl avx512_vnni avx512vbmi avx512_bf16"
+LLAMA_AVX512_FLAGS="avx512f avx512bw avx512dq avx512vl avx512_vnni avx512vbmi"
 # pip itself, by version and hash (wheel and sdist; from https://pypi.org/project/pip/26.3/#files).
 PIP_REQUIREMENT="pip==26.3 --hash=sha256:6c36ae7da8695be67e3cd9f7d87919667ced53f57ce2ede75d89b5912ed2bc4c --hash=sha256:f3b60b20ffaadd4415ed7957212a38ac63fa4c5fa375bd0f4a797777940fad13"
 # The lock tool, for `bash scripts/setup.sh lock` only (its Linux x86-64 glibc and musl wheels).
