@@ -41,6 +41,7 @@ is 1 if any case failed or any LLM call failed (Evaluation.failed_calls).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 import time
@@ -250,6 +251,8 @@ def run_case(case: Case, program: str, conn, args) -> dict[str, Any]:
 
     label, path = program_for(program, case)
     name = f"{case.task}_{case.lang}_{case.split}_{case.source or 'all'}_{'zero-shot' if path is None else path.stem}"
+    if conn.embedded and server_name(conn.identity) != "llama-cpp-python":  # its own folder: one program on two servers
+        name += f"_{server_name(conn.identity)}"
     watch, server_source = server_watch(conn, args.server_log)
     timed = conn.lm.server_timings.snapshot()
     ev = evaluate(case.task, case.lang, conn, split=case.split, source=case.source, limit=case.limit, data_dir=args.data_dir,
@@ -281,7 +284,7 @@ def run_case(case: Case, program: str, conn, args) -> dict[str, Any]:
         "seconds": ev.seconds, "seconds_per_record": measured, "records_per_hour": _per(records * 3600, ev.seconds),
         "server": server, "server_source": server_source,
         "limit_model": physical_limit(ptr, ctr, server, measured),
-        "f1": ev.report.total.headline_f1(), "predictions": str(ev.predictions),
+        "f1": ev.report.total.headline_f1(), "predictions": str(ev.predictions), "predictions_sha256": file_sha256(ev.predictions),
         "record_counts": [[c.key, c.tp, c.pred, c.gold] for c in ev.report.records],
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
@@ -326,12 +329,24 @@ def server_name(identity: str | None) -> str:
     return {"embedded": "llama-cpp-python", "embedded-llama-server": "llama-server"}.get(kind, kind)
 
 
-def answers_by_record(predictions: str | Path) -> dict[str, list[Any]]:
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def answers_by_record(predictions: str | Path) -> dict[str, list[Any]] | None:
     """Each record's raw answers, in call order, from an evaluator-format predictions file."""
     from kgopt.core.scoring import group_lines
     from kgopt.data.jsonio import iter_json
 
     return {key: g.outputs for key, g in group_lines(iter_json(predictions), str(predictions)).items()}
+
+
+def row_answers(row: dict[str, Any]) -> dict[str, list[Any]] | None:
+    """A row's answers, or None where its predictions file was rewritten since (a later run to the same folder)."""
+    if row.get("predictions_sha256") not in (None, file_sha256(row["predictions"])):
+        logger.warning("{} changed after the run of {} at {}: its answers are not compared", row["predictions"], row["program"], row["at"])
+        return None
+    return answers_by_record(row["predictions"])
 
 
 def row_counts(row: dict[str, Any]) -> list[Any]:
@@ -360,16 +375,16 @@ def report(paths: list[Path]) -> int:
     print(REPORT_HEADER)
     print("|---|---|---|" + "---:|" * 6 + "---|")
     for case, rows in cases.items():
-        first, first_counts, first_answers = rows[0], row_counts(rows[0]), answers_by_record(rows[0]["predictions"])
+        first, first_counts, first_answers = rows[0], row_counts(rows[0]), row_answers(rows[0])
         for row in rows:
-            answers = answers_by_record(row["predictions"])
-            differ = sum(answers.get(k) != v for k, v in first_answers.items())
+            answers = row_answers(row)
+            differ = NA if answers is None or first_answers is None else f"{sum(answers.get(k) != v for k, v in first_answers.items())} of {len(first_answers)}"
             diff = paired_bootstrap(first_counts, row_counts(row)) if row is not first else None
             verdict = "" if diff is None else (" (a difference)" if diff.significant else f" (not significant at n = {diff.n})")
             share = (row.get("server") or {}).get("cache_share")
             print(f"| {case} | {row['program']} | {server_name(row.get('identity'))} | {_fmt(row['seconds'])} "
                   f"| {_fmt(row['records_per_hour'])} | {row['records_per_hour'] / first['records_per_hour']:.2f}x "
-                  f"| {NA if share is None else f'{share:.1%}'} | {row['f1']:.2f} | {differ} of {len(first_answers)} "
+                  f"| {NA if share is None else f'{share:.1%}'} | {row['f1']:.2f} | {differ} "
                   f"| {'' if diff is None else diff.line() + verdict} |", flush=True)  # fmt: skip
     return 0
 

@@ -233,6 +233,12 @@ def test_report_compares_rows_of_separate_runs(bench, capsys, shared_data, monke
     expected = paired_bootstrap([RecordCount(*c) for c in counts], [RecordCount(*c) for c in new["record_counts"]])
     assert cells[1][9].startswith(expected.line())
     assert cells[1][2].startswith("http")  # not the embedded server: its endpoint
+    # A later run to the same folder rewrites the predictions: those answers are no longer the row's.
+    preds = Path(new["predictions"])
+    preds.write_text(preds.read_text(encoding="utf-8").replace("不在金标里", "另一个"), encoding="utf-8")
+    assert bench.main(["--report", str(one), "--report", str(two)]) == 0
+    last = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| NER:zh:test:WeiboNER:4 ")][-1]
+    assert [c.strip() for c in last.strip("|").split("|")][8] == "n/a"
 
 
 def _first_text(shared_data) -> str:
