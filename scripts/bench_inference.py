@@ -333,7 +333,7 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def answers_by_record(predictions: str | Path) -> dict[str, list[Any]] | None:
+def answers_by_record(predictions: str | Path) -> dict[str, list[Any]]:
     """Each record's raw answers, in call order, from an evaluator-format predictions file."""
     from kgopt.core.scoring import group_lines
     from kgopt.data.jsonio import iter_json
