@@ -1,3 +1,4 @@
+import types
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,39 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KGOPT_HOME", str(tmp_path_factory.getbasetemp() / "kgopt-home"))
     for k in ("KGOPT_API_BASE", "KGOPT_MODEL", "KGOPT_API_KEY", "KGOPT_CONFIG", "KGOPT_DATA_DIR"):
         monkeypatch.delenv(k, raising=False)
+
+
+@pytest.fixture()
+def fake_launch(monkeypatch, tmp_path):
+    """``start(program, served_name)``: an EmbeddedServer of that server program started with a
+    stand-in child process (no model, no readiness wait), on port 12345; ``start.launched`` holds
+    each launch's (command, environment)."""
+    from kgopt.clients import embedded
+
+    launched = []
+
+    class FakeProc:
+        def __init__(self, cmd, env=None, **kw):
+            launched.append((cmd, env))
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(embedded.subprocess, "Popen", FakeProc)
+    monkeypatch.setattr(embedded.EmbeddedServer, "_wait_ready", lambda self: None)
+    monkeypatch.setenv("KGOPT_HOME", str(tmp_path))
+
+    def start(program: str, served_name: str = "qwen"):
+        server = embedded.EmbeddedServer.__new__(embedded.EmbeddedServer)
+        server.program = embedded.server_program(program)
+        server.model = types.SimpleNamespace(served_name=served_name, title="Qwen")
+        server.gguf, server.n_ctx, server.threads, server.startup_timeout = Path("w.gguf"), 512, 1, 1.0
+        server.port, server.proc, server.log_path = 12345, None, None
+        server.start()
+        return server
+
+    start.launched = launched
+    return start
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ import sys
 import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from loguru import logger
@@ -357,37 +356,14 @@ def test_readiness_accepts_only_a_server_that_demands_our_key_and_serves_our_mod
     assert probe_server(f"http://127.0.0.1:{free_port()}/v1", "k", ALIAS) is False  # still loading: wait
 
 
-def test_start_gives_a_random_key_through_the_environment_not_the_command_line(monkeypatch, tmp_path):
-    from kgopt.clients import embedded
-    from kgopt.clients.embedded import EmbeddedServer
-
-    launched = []
-
-    class FakeProc:
-        def __init__(self, cmd, env=None, **kw):
-            launched.append((cmd, env))
-
-        def poll(self):
-            return 0
-
+def test_start_gives_a_random_key_through_the_environment_not_the_command_line(monkeypatch, fake_launch):
     monkeypatch.setitem(sys.modules, "llama_cpp", types.ModuleType("llama_cpp"))
     monkeypatch.setitem(sys.modules, "llama_cpp.server", types.ModuleType("llama_cpp.server"))
-    monkeypatch.setattr(embedded.subprocess, "Popen", FakeProc)
-    monkeypatch.setattr(EmbeddedServer, "_wait_ready", lambda self: None)
-    monkeypatch.setenv("KGOPT_HOME", str(tmp_path))
     monkeypatch.setenv("HOST", "0.0.0.0")  # inherited: uvicorn would prefer it to --host
     monkeypatch.setenv("api_key", "inherited")  # pydantic-settings reads names case-insensitively
-    keys = []
-    for _ in range(2):
-        server = EmbeddedServer.__new__(EmbeddedServer)
-        server.program = embedded.server_program("llama-cpp-python")
-        server.model = types.SimpleNamespace(served_name=ALIAS, title="Qwen")
-        server.gguf, server.n_ctx, server.threads, server.startup_timeout = Path("w.gguf"), 512, 1, 1.0
-        server.port, server.proc, server.log_path = 12345, None, None
-        server.start()
-        keys.append(server.api_key)
+    keys = [fake_launch("llama-cpp-python", served_name=ALIAS).api_key for _ in range(2)]
     assert len(set(keys)) == 2 and all(k and len(k) >= 32 for k in keys)  # a new key per start
-    for (cmd, env), key in zip(launched, keys):
+    for (cmd, env), key in zip(fake_launch.launched, keys):
         assert not any(key in arg for arg in cmd) and "--api_key" not in cmd
         assert env["API_KEY"] == key and env["HOST"] == "127.0.0.1" and env["PORT"] == "12345" and "api_key" not in env
 

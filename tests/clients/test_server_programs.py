@@ -3,12 +3,11 @@ and what each is started with. No model runs here; tests/clients/test_embedded.p
 
 import hashlib
 import types
-from pathlib import Path
 
 import pytest
 
 from kgopt.clients import embedded
-from kgopt.clients.embedded import EmbeddedServer, LlamaServer, server_program
+from kgopt.clients.embedded import LlamaServer, server_program
 from kgopt.errors import EndpointError
 
 
@@ -44,30 +43,13 @@ def test_llama_server_runs_only_the_binary_its_build_recorded(tmp_path, monkeypa
         LlamaServer().check()
 
 
-def test_llama_server_starts_on_loopback_with_its_key_in_the_environment_only(monkeypatch, tmp_path):
-    launched = []
-
-    class FakeProc:
-        def __init__(self, cmd, env=None, **kw):
-            launched.append((cmd, env))
-
-        def poll(self):
-            return 0
-
+def test_llama_server_starts_on_loopback_with_its_key_in_the_environment_only(monkeypatch, tmp_path, fake_launch):
     monkeypatch.setattr(LlamaServer, "check", lambda self: None)
-    monkeypatch.setattr(embedded.subprocess, "Popen", FakeProc)
-    monkeypatch.setattr(EmbeddedServer, "_wait_ready", lambda self: None)
-    monkeypatch.setenv("KGOPT_HOME", str(tmp_path))
     monkeypatch.setenv("LLAMA_ARG_HOST", "0.0.0.0")  # llama.cpp reads every flag from LLAMA_ARG_*
     monkeypatch.setenv("LLAMA_ARG_API_KEY_FILE", str(tmp_path / "keys"))  # would add keys of someone else's
     monkeypatch.setenv("LLAMA_API_KEY", "inherited")
-    server = EmbeddedServer.__new__(EmbeddedServer)
-    server.program = server_program("llama-server")
-    server.model = types.SimpleNamespace(served_name="qwen", title="Qwen")
-    server.gguf, server.n_ctx, server.threads, server.startup_timeout = Path("w.gguf"), 512, 2, 1.0
-    server.port, server.proc, server.log_path = 12345, None, None
-    server.start()
-    ((cmd, env),) = launched
+    server = fake_launch("llama-server")
+    ((cmd, env),) = fake_launch.launched
     assert cmd[0] == str(embedded.llama_server_binary())
     flags = dict(zip(cmd[1::2], cmd[2::2]))
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "12345" and flags["--alias"] == "qwen" and flags["--flash-attn"] == "off"
