@@ -325,8 +325,9 @@ REPORT_HEADER = ("| case | program | server | seconds | records/hour | vs first 
 
 def server_name(identity: str | None) -> str:
     """The server program of an embedded identity (``embedded|...``: llama-cpp-python), else the endpoint."""
-    kind = (identity or NA).split("|", 1)[0]
-    return {"embedded": "llama-cpp-python", "embedded-llama-server": "llama-server"}.get(kind, kind)
+    from kgopt.clients.embedded import program_of_identity
+
+    return program_of_identity(identity) or (identity or NA).split("|", 1)[0]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -377,7 +378,7 @@ def report(paths: list[Path]) -> int:
     for case, rows in cases.items():
         first, first_counts, first_answers = rows[0], row_counts(rows[0]), row_answers(rows[0])
         for row in rows:
-            answers = row_answers(row)
+            answers = first_answers if row is first else row_answers(row)
             differ = NA if answers is None or first_answers is None else f"{sum(answers.get(k) != v for k, v in first_answers.items())} of {len(first_answers)}"
             diff = paired_bootstrap(first_counts, row_counts(row)) if row is not first else None
             verdict = "" if diff is None else (" (a difference)" if diff.significant else f" (not significant at n = {diff.n})")

@@ -91,6 +91,12 @@ def register_server_program(cls: type[ServerProgram]) -> type[ServerProgram]:
     return cls
 
 
+def program_of_identity(identity: str | None) -> str | None:
+    """The name of the server program behind an embedded endpoint's identity (``embedded|...``), else None."""
+    kind = (identity or "").split("|", 1)[0]
+    return next((p.name for p in _PROGRAMS.values() if p.identity == kind), None)
+
+
 def server_program(name: str | None = None) -> ServerProgram:
     """The program named by ``name``, else ``KGOPT_EMBEDDED_SERVER``, else the default."""
     name = name or os.environ.get("KGOPT_EMBEDDED_SERVER") or DEFAULT_PROGRAM

@@ -68,3 +68,9 @@ def test_the_programs_identity_keeps_caches_and_studies_apart(monkeypatch):
         monkeypatch.setattr(embedded, "shared_embedded_server", lambda fake=fake: fake)
         conn = connect(EndpointConfig(), cache=False)
         assert conn.identity == expected and conn.lm.json_dialect == server_program(name).dialect
+
+
+def test_an_identity_names_its_server_program():
+    assert embedded.program_of_identity("embedded|w.gguf:1:abab") == "llama-cpp-python"
+    assert embedded.program_of_identity("embedded-llama-server|w.gguf:1:abab") == "llama-server"
+    assert embedded.program_of_identity("http://127.0.0.1:9/v1") is None and embedded.program_of_identity(None) is None
