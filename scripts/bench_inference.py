@@ -367,12 +367,15 @@ def report(paths: list[Path]) -> int:
     run them back to back: only such ratios mean anything here."""
     from kgopt.core.stats import paired_bootstrap
 
+    from kgopt.data.jsonio import iter_json
+    from kgopt.errors import DataError
+
     cases: dict[str, list[dict[str, Any]]] = {}
     for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = ujson.loads(line)
-                cases.setdefault(row["case"], []).append(row)
+        for lineno, row in iter_json(path):  # a missing file or a bad line: DataError naming it
+            if not isinstance(row, dict) or not {"case", "program", "predictions", "records_per_hour", "f1"} <= set(row):
+                raise DataError("not a row of bench_inference.py's results.jsonl", str(path), lineno)
+            cases.setdefault(row["case"], []).append(row)
     print(REPORT_HEADER)
     print("|---|---|---|" + "---:|" * 6 + "---|")
     for case, rows in cases.items():
@@ -410,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
     if args.report:
-        return report(args.report)
+        from kgopt.errors import DataError
+
+        try:
+            return report(args.report)
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if not args.cases:
         ap.error("give at least one case (or --report)")
     try:

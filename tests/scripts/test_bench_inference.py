@@ -245,3 +245,15 @@ def _first_text(shared_data) -> str:
     from kgopt.data.readers import load_examples
 
     return load_examples("NER", "zh", "test", data_dir=shared_data, source="WeiboNER", limit=1)[0].record.text
+
+
+def test_report_refuses_a_missing_file_or_a_line_that_is_no_row_naming_it(bench, capsys, tmp_path):
+    assert bench.main(["--report", str(tmp_path / "nowhere.jsonl")]) == 2
+    assert "nowhere.jsonl: file not found" in capsys.readouterr().err
+    bad = tmp_path / "results.jsonl"
+    bad.write_text('{"case": "NER:zh:test:WeiboNER:4"}\n', encoding="utf-8")
+    assert bench.main(["--report", str(bad)]) == 2
+    assert f"{bad}:1: not a row of bench_inference.py's results.jsonl" in capsys.readouterr().err
+    bad.write_text("{not json\n", encoding="utf-8")
+    assert bench.main(["--report", str(bad)]) == 2
+    assert f"{bad}:1:" in capsys.readouterr().err
