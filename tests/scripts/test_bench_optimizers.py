@@ -157,9 +157,34 @@ def test_a_task_may_have_its_own_budget(bench, capsys):
     args = SimpleNamespace(budget=BUDGET, data_dir=None, train=6, dev=2, test=3, train_from=None)
     own, default, test_only = bench.parse_cases("NER:en:8:2,RE:zh,EE:zh::5", args)
     assert [(c.budget, c.test_limit) for c in (own, default, test_only)] == [(8, 2), (BUDGET, 3), (BUDGET, 5)]
-    for bad in ("NER:en:lots", "NER", "NER:en:3:4:5", "NER:en:3:x"):
-        with pytest.raises(SystemExit, match=r"TASK:LANG\[:BUDGET\[:TEST\]\]"):
+    for bad in ("NER:en:lots", "NER", "NER:en:3:4:5:6", "NER:en:3:x"):
+        with pytest.raises(SystemExit, match=r"TASK:LANG\[:BUDGET\[:TEST\[:SOURCE\]\]\]"):
             bench.main(["--tasks", bad])
+    with pytest.raises(SystemExit, match="no source 'CrossNER_nope' of NER/en; choose all or one of CrossNER_AI"):
+        bench.parse_cases("NER:en:::CrossNER_nope", args)
+
+
+def test_source_all_spreads_the_records_over_every_source():
+    """CrossNER_AI alone has 45 test records; NER:en:::all asks 60 from the five domains, as the
+    documented full run does, and its runs are kept apart from the one-source runs."""
+    spec = importlib.util.spec_from_file_location("bench_optimizers_parse", ROOT / "scripts" / "bench_optimizers.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    try:
+        spec.loader.exec_module(bench)
+        args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=12, dev=20, test=60, train_from=None)
+        spread, one, music = bench.parse_cases("NER:en:::all,NER:en,NER:en:::CrossNER_music", args)
+        assert (spread.source, spread.spread, spread.train_limit, spread.dev_limit, spread.test_limit) == (None, 5, 3, 4, 12)
+        tested = spread.load("test", spread.test_limit)
+        assert len(tested) == 60 and len({ex.record.source for ex in tested}) == 5
+        assert len(spread.load("dev", spread.dev_limit)) == 20 and len(bench.training_pool(spread, 0)) == 15
+        assert len(one.load("test", one.test_limit)) == 45  # the default source: all it has
+        assert [c.key for c in (spread, one, music)] == ["NER/en@all", "NER/en", "NER/en@CrossNER_music"]
+        assert bench.parse_cases(bench.DEFAULT_TASKS, args)[0].key == "NER/en@all"
+        odd = SimpleNamespace(**{**vars(args), "test": 61})
+        assert bench.parse_cases("NER:en:::all", odd)[0].test_limit == 13  # rounded up: never fewer than asked
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def test_unknown_method_is_refused(bench, capsys):
