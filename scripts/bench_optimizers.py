@@ -527,8 +527,8 @@ def rows_from_counts(counts_dir: Path, cases: list[str] | None, methods: list[st
     """Rows rebuilt from the counts files alone (the test counts, and zero_shot's three ways)."""
     rows = []
     for folder in sorted(p for p in counts_dir.iterdir() if p.is_dir()) if counts_dir.is_dir() else []:
-        task, _, lang = folder.name.rpartition("_")
-        key = f"{task}/{lang}"
+        task, _, rest = folder.name.partition("_")  # counts_path's folder: NER_en, NER_en@all, NER_en@CrossNER_music
+        key = f"{task}/{rest}"
         if cases is not None and key not in cases:
             continue
         for path in sorted(folder.glob("*_seed*.jsonl")):
@@ -776,10 +776,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=0, help="number the seeds from this one (zero_shot runs at seed 0 whatever this is)")
     ap.add_argument("--methods", default=None, help=f"which methods, comma-separated (default: all: {','.join(METHODS)})")
     ap.add_argument("--data-dir", type=Path, default=None, help="data root (train, dev and the test split); default: the bundled data")
-    ap.add_argument("--train", type=int, default=12, help="the training pool: records per source (default: %(default)s)")
+    ap.add_argument("--train", type=int, default=12, help="the training pool: records per source (per task for a SOURCE of all) (default: %(default)s)")
     ap.add_argument("--train-from", type=int, default=None, help="draw the pool from the first N train records per source (default: all)")
-    ap.add_argument("--dev", type=int, default=20, help="dev records per source (default: %(default)s)")
-    ap.add_argument("--test", type=int, default=60, help="test records per source, for a task without its own (default: %(default)s)")
+    ap.add_argument("--dev", type=int, default=20, help="dev records per source (per task for a SOURCE of all) (default: %(default)s)")
+    ap.add_argument("--test", type=int, default=60, help="test records per source (per task for a SOURCE of all), for a task without its own (default: %(default)s)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names this run's cache namespaces and studies (default: now)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="skip a run already recorded without error for the same settings and reuse its result (default: on)")

@@ -164,7 +164,7 @@ def test_a_task_may_have_its_own_budget(bench, capsys):
         bench.parse_cases("NER:en:::CrossNER_nope", args)
 
 
-def test_source_all_spreads_the_records_over_every_source():
+def test_source_all_spreads_the_records_over_every_source(tmp_path):
     """CrossNER_AI alone has 45 test records; NER:en:::all asks 60 from the five domains, as the
     documented full run does, and its runs are kept apart from the one-source runs."""
     spec = importlib.util.spec_from_file_location("bench_optimizers_parse", ROOT / "scripts" / "bench_optimizers.py")
@@ -183,6 +183,10 @@ def test_source_all_spreads_the_records_over_every_source():
         assert bench.parse_cases(bench.DEFAULT_TASKS, args)[0].key == "NER/en@all"
         odd = SimpleNamespace(**{**vars(args), "test": 61})
         assert bench.parse_cases("NER:en:::all", odd)[0].test_limit == 13  # rounded up: never fewer than asked
+        for case in (spread, one, music):  # --from-counts finds each case's counts folder again
+            path = bench.counts_path(tmp_path, case.key, "few_shot", 0)
+            bench.bench_compile.write_counts(path, {"few_shot": [bench.RecordCount("CrossNER_AI/1", 1, 2, 3)]})
+        assert {r["case"] for r in bench.rows_from_counts(tmp_path, None, None)} == {"NER/en@all", "NER/en", "NER/en@CrossNER_music"}
     finally:
         sys.modules.pop(spec.name, None)
 
