@@ -164,31 +164,24 @@ def test_a_task_may_have_its_own_budget(bench, capsys):
         bench.parse_cases("NER:en:::CrossNER_nope", args)
 
 
-def test_source_all_spreads_the_records_over_every_source(tmp_path):
+def test_source_all_spreads_the_records_over_every_source(bench, tmp_path):
     """CrossNER_AI alone has 45 test records; NER:en:::all asks 60 from the five domains, as the
     documented full run does, and its runs are kept apart from the one-source runs."""
-    spec = importlib.util.spec_from_file_location("bench_optimizers_parse", ROOT / "scripts" / "bench_optimizers.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    try:
-        spec.loader.exec_module(bench)
-        args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=12, dev=20, test=60, train_from=None)
-        spread, one, music = bench.parse_cases("NER:en:::all,NER:en,NER:en:::CrossNER_music", args)
-        assert (spread.source, spread.spread, spread.train_limit, spread.dev_limit, spread.test_limit) == (None, 5, 3, 4, 12)
-        tested = spread.load("test", spread.test_limit)
-        assert len(tested) == 60 and len({ex.record.source for ex in tested}) == 5
-        assert len(spread.load("dev", spread.dev_limit)) == 20 and len(bench.training_pool(spread, 0)) == 15
-        assert len(one.load("test", one.test_limit)) == 45  # the default source: all it has
-        assert [c.key for c in (spread, one, music)] == ["NER/en@all", "NER/en", "NER/en@CrossNER_music"]
-        assert bench.parse_cases(bench.DEFAULT_TASKS, args)[0].key == "NER/en@all"
-        odd = SimpleNamespace(**{**vars(args), "test": 61})
-        assert bench.parse_cases("NER:en:::all", odd)[0].test_limit == 13  # rounded up: never fewer than asked
-        for case in (spread, one, music):  # --from-counts finds each case's counts folder again
-            path = bench.counts_path(tmp_path, case.key, "few_shot", 0)
-            bench.bench_compile.write_counts(path, {"few_shot": [bench.RecordCount("CrossNER_AI/1", 1, 2, 3)]})
-        assert {r["case"] for r in bench.rows_from_counts(tmp_path, None, None)} == {"NER/en@all", "NER/en", "NER/en@CrossNER_music"}
-    finally:
-        sys.modules.pop(spec.name, None)
+    args = SimpleNamespace(budget=BUDGET, data_dir=bench.default_data_dir(), train=12, dev=20, test=60, train_from=None)
+    spread, one, music = bench.parse_cases("NER:en:::all,NER:en,NER:en:::CrossNER_music", args)
+    assert (spread.source, spread.spread, spread.train_limit, spread.dev_limit, spread.test_limit) == (None, 5, 3, 4, 12)
+    tested = spread.load("test", spread.test_limit)
+    assert len(tested) == 60 and len({ex.record.source for ex in tested}) == 5
+    assert len(spread.load("dev", spread.dev_limit)) == 20 and len(bench.training_pool(spread, 0)) == 15
+    assert len(one.load("test", one.test_limit)) == 45  # the default source: all it has
+    assert [c.key for c in (spread, one, music)] == ["NER/en@all", "NER/en", "NER/en@CrossNER_music"]
+    assert bench.parse_cases(bench.DEFAULT_TASKS, args)[0].key == "NER/en@all"
+    odd = SimpleNamespace(**{**vars(args), "test": 61})
+    assert bench.parse_cases("NER:en:::all", odd)[0].test_limit == 13  # rounded up: never fewer than asked
+    for case in (spread, one, music):  # --from-counts finds each case's counts folder again
+        path = bench.counts_path(tmp_path / "counts", case.key, "few_shot", 0)
+        bench.bench_compile.write_counts(path, {"few_shot": [bench.RecordCount("CrossNER_AI/1", 1, 2, 3)]})
+    assert {r["case"] for r in bench.rows_from_counts(tmp_path / "counts", None, None)} == {"NER/en@all", "NER/en", "NER/en@CrossNER_music"}
 
 
 def test_unknown_method_is_refused(bench, capsys):
