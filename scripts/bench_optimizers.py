@@ -742,7 +742,8 @@ def parse_cases(spec: str, args) -> list[Case]:
             known = list_sources(task, lang, args.data_dir)
             if named != "all" and named not in known:
                 raise SystemExit(f"--tasks: {item!r}: no source {named!r} of {task}/{lang}; choose all or one of {', '.join(known)}")
-            source, spread = (None, len(known)) if named == "all" else (named, 1)
+            if len(known) > 1:  # of a task with one source, every way of naming it is the default case
+                source, spread = (None, len(known)) if named == "all" else (named, 1)
         cases.append(Case(task, lang, source, args.data_dir, _per_source(args.train, spread), _per_source(args.dev, spread),
                           _per_source(test, spread), budget, getattr(args, "train_from", None), spread))
     return cases

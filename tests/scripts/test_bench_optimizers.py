@@ -176,6 +176,8 @@ def test_source_all_spreads_the_records_over_every_source(bench, tmp_path):
     assert len(one.load("test", one.test_limit)) == 45  # the default source: all it has
     assert [c.key for c in (spread, one, music)] == ["NER/en@all", "NER/en", "NER/en@CrossNER_music"]
     assert bench.parse_cases(bench.DEFAULT_TASKS, args)[0].key == "NER/en@all"
+    one_source = bench.parse_cases("KG:zh:::all,KG:zh:::InstructIE,RE:en:::all,NER:en:::CrossNER_AI", args)
+    assert [c.key for c in one_source] == ["KG/zh", "KG/zh", "RE/en", "NER/en"]  # the same records: the same case
     odd = SimpleNamespace(**{**vars(args), "test": 61})
     assert bench.parse_cases("NER:en:::all", odd)[0].test_limit == 13  # rounded up: never fewer than asked
     for case in (spread, one, music):  # --from-counts finds each case's counts folder again
