@@ -366,7 +366,6 @@ def report(paths: list[Path]) -> int:
     program, or the code of another commit in a worktree) are compared as if run together, so
     run them back to back: only such ratios mean anything here."""
     from kgopt.core.stats import paired_bootstrap
-
     from kgopt.data.jsonio import iter_json
     from kgopt.errors import DataError
 
