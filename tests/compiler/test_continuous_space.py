@@ -162,10 +162,16 @@ def test_programs_without_weights_are_saved_and_loaded_as_before(tmp_path):
     assert "demo_weights" not in prog.config()
     loaded, _ = load_program(prog.save_artifact(tmp_path / "p.json"))
     assert loaded.settings.demo_weights is None and loaded.settings == prog.settings
+    kinds = set()
     for f in sorted((ROOT / "programs").glob("*.json")) + sorted((ROOT / "compiled").glob("*.json")):
-        assert "demo_weights" not in json.loads(f.read_text(encoding="utf-8"))["config"]
+        config = json.loads(f.read_text(encoding="utf-8"))["config"]
         program, _ = load_program(f)
-        assert program.settings.demo_weights is None and program.settings.demo_selection != "weighted"
+        if "demo_weights" in config:  # a committed program the continuous search chose (compiled/EE_zh.json)
+            assert program.settings.demo_selection == "weighted" and program.settings.demo_weights == DemoWeights(**config["demo_weights"])
+        else:
+            assert program.settings.demo_weights is None and program.settings.demo_selection != "weighted"
+        kinds.add("demo_weights" in config)
+    assert kinds == {True, False}  # both kinds are on disk, so both branches ran
 
 
 def test_settings_in_code_take_a_dict_and_refuse_a_mismatch():
