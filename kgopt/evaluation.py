@@ -29,7 +29,7 @@ from kgopt.core.scoring import ScoreReport, group_lines, score_groups
 from kgopt.core.stats import PairedDifference, paired_bootstrap
 from kgopt.data.jsonio import dumps, iter_json, write_atomic, write_jsonl
 from kgopt.data.readers import AskedRecord, load_examples
-from kgopt.errors import check_failures
+from kgopt.errors import DataError, check_failures
 from kgopt.program import IEProgram, ProgramSettings, load_program
 
 
@@ -268,3 +268,19 @@ def score_file(task: str, path: str | Path, lenient: bool = False) -> ScoreRepor
     """``kgopt score``: the official-style numbers for an evaluator-format prediction file."""
     groups = group_lines(iter_json(path), str(path))
     return score_groups(task, groups, lenient=lenient)
+
+
+def compare_files(task: str, path: str | Path, other: str | Path, lenient: bool = False) -> PairedDifference:
+    """``kgopt score --vs``: F1 of ``path``'s predictions minus F1 of ``other``'s, paired over the
+    records both files hold (two programs run on the same records, e.g. by ``kgopt evaluate``)."""
+    mine, theirs = score_file(task, path, lenient=lenient), score_file(task, other, lenient=lenient)
+    keys, other_keys = {r.key for r in mine.records}, {r.key for r in theirs.records}
+    if not keys:
+        raise DataError("no records to compare", str(path))
+    if keys != other_keys:
+        raise DataError(f"not the records of {other}: records only here {_some(keys - other_keys)}, only there {_some(other_keys - keys)}", str(path))
+    return paired_bootstrap(theirs.records, mine.records)
+
+
+def _some(keys: set[str]) -> str:
+    return f"{len(keys)} (e.g. {', '.join(sorted(keys)[:3])})" if keys else "none"

@@ -154,6 +154,37 @@ def test_tasks_and_score_table(tmp_path):
     assert res.exit_code == 2 and "source" in res.output
 
 
+def _ner_lines(outputs: dict[str, list[str]]) -> str:
+    """Evaluator-format NER lines: record id -> the persons predicted (gold: Ann, Bob, Cy)."""
+    gold = [{"entity": n, "entity_type": "person"} for n in ("Ann", "Bob", "Cy")]
+    return "".join(json.dumps({"id": i, "source": "S", "instruction": json.dumps({"instruction": "x", "schema": ["person"], "input": "Ann Bob Cy"}),
+                               "label": json.dumps(gold), "output": json.dumps({"person": names})}) + "\n" for i, names in outputs.items())
+
+
+def test_score_vs_compares_two_programs_on_the_same_records(tmp_path):
+    """`kgopt score --vs`: F1(input) - F1(other) with the paired interval of core.stats, in the
+    table and the JSON; files of other records are refused, naming the file."""
+    from kgopt.core.stats import RecordCount, paired_bootstrap
+
+    ids = [str(i) for i in range(8)]
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    new.write_text(_ner_lines({i: ["Ann", "Bob"] for i in ids}), encoding="utf-8")  # 2 of 3 right on every record
+    old.write_text(_ner_lines({i: ["Ann", "Zed"] if int(i) % 2 else [] for i in ids}), encoding="utf-8")
+    want = paired_bootstrap([RecordCount(f"S/{i}", int(i) % 2, 2 * (int(i) % 2), 3) for i in ids],
+                            [RecordCount(f"S/{i}", 2, 2, 3) for i in ids])
+    res = CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(new), "--vs", str(old)])
+    assert res.exit_code == 0, res.output
+    assert f"vs {old}: {want.line()}" in res.output and want.significant and want.delta == 80.0 - 25.0
+    data = json.loads(CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(new), "--vs", str(old), "--json"]).stdout)
+    assert data["vs"] == {"other": str(old), "difference": want.to_json()} and data["total"]["F1"] == 80.0
+    res = CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(new), "--vs", str(new)])
+    assert "ΔF1 +0.00 [95% CI +0.00, +0.00], 8 records  (not significant at n = 8)" in res.output
+    other = tmp_path / "other.jsonl"
+    other.write_text(_ner_lines({"0": ["Ann"], "99": ["Ann"]}), encoding="utf-8")
+    res = CliRunner().invoke(app, ["score", "--task", "NER", "--input", str(new), "--vs", str(other)])
+    assert res.exit_code == 2 and f"error: {new}: not the records of {other}: records only here 7 (e.g. S/1, S/2, S/3), only there 1 (e.g. S/99)" in res.output
+
+
 def test_vs_zero_shot_scores_three_baselines_and_the_program_on_the_same_records(shared_data, tmp_path, monkeypatch):
     """Strict and lenient parses of the plain zero-shot answers, constrained zero-shot, and the
     program against the strongest of them with its paired interval, printed and in scores.json."""

@@ -161,19 +161,31 @@ def score(
     sort_by: Optional[str] = typer.Option(None, "--sort-by", help="Also report per group; only 'source' is supported."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     lenient: bool = typer.Option(False, "--lenient", help="Parse outputs leniently (repair JSON, validate against each chunk's schema)."),
+    vs: Optional[Path] = typer.Option(
+        None, "--vs", metavar="OTHER.jsonl", help="Another program's predictions of the same records: also print F1(INPUT) - F1(OTHER) with a paired 95% bootstrap interval."
+    ),
 ) -> None:
-    """Score predictions with the official IEPile semantics (exact P/R/F1, errors, instances)."""
+    """Score predictions with the official IEPile semantics (exact P/R/F1, errors, instances).
+
+    With --vs, also compare them with another program's predictions of the same records: the F1 difference, its paired 95% bootstrap interval over records, and the number of records.
+    """
     from kgopt.data.jsonio import dumps
-    from kgopt.evaluation import score_file
+    from kgopt.evaluation import compare_files, score_file
 
     if sort_by not in (None, "source"):
         _fail(ValueError(f"--sort-by supports 'source' only, got {sort_by!r}"))
     report = score_file(task.value, input, lenient=lenient)
     data = report.to_json(with_sources=sort_by == "source")
+    diff = compare_files(task.value, input, vs, lenient=lenient) if vs else None
+    if diff:
+        data["vs"] = {"other": str(vs), "difference": diff.to_json()}
     if as_json:
         typer.echo(dumps(data))
-    else:
-        _print_report(data)
+        return
+    _print_report(data)
+    if diff:
+        verdict = "" if diff.significant else f"  (not significant at n = {diff.n})"
+        typer.secho(f"vs {vs}: " + diff.line() + verdict, bold=True)
 
 
 @command(interrupted="records finished so far are in predictions.partial.jsonl")
