@@ -255,7 +255,7 @@ def main() -> None:
 
 def _headline(lang: str, summary: dict, d: PairedDifference) -> str:
     f1s = summary["zero_shot_f1"]
-    verdict = "" if d.significant else f" (not significant at n = {d.n})"
+    verdict = f" ({d.verdict()})" if d.verdict() else ""
     return (
         f"| {lang} | {d.n} | {f1s['strict']:.2f} | {f1s['lenient']:.2f} | {f1s['constrained']:.2f} | {summary['compiled_f1']:.2f} "
         f"| {summary['strongest']} | {d.line()} vs zero-shot {summary['strongest']}{verdict} |"

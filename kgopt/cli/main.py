@@ -184,8 +184,7 @@ def score(
         return
     _print_report(data)
     if diff:
-        verdict = "" if diff.significant else f"  (not significant at n = {diff.n})"
-        typer.secho(f"vs {vs}: " + diff.line() + verdict, bold=True)
+        typer.secho(f"vs {vs}: " + _difference_line(diff), bold=True)
 
 
 @command(interrupted="records finished so far are in predictions.partial.jsonl")
@@ -251,14 +250,16 @@ def _print_evaluations(runs: dict) -> None:
         typer.echo(f"predictions: {d['predictions']}")
 
 
+def _difference_line(d) -> str:
+    return d.line() + (f"  ({d.verdict()})" if d.verdict() else "")
+
+
 def _print_comparison(cmp, what: str, name: str) -> None:
     f1s, best = cmp.to_json()["zero_shot_f1"], cmp.strongest
     typer.echo("zero-shot F1: " + "  ".join(f"{way} {f1:.2f}" for way, f1 in f1s.items()) + f"  (strongest: {best})")
     typer.secho(f"{what}, {cmp.program.report.total.instances} records: strongest zero-shot ({best}) F1 {f1s[best]:.2f}  vs  "
                 f"{name} F1 {cmp.program.report.total.headline_f1():.2f}", bold=True)
-    d = cmp.difference
-    verdict = "" if d.significant else f"  (not significant at n = {d.n})"
-    typer.secho(d.line() + verdict, bold=True)
+    typer.secho(_difference_line(cmp.difference), bold=True)
     typer.echo(f"scores: {cmp.out_dir / 'scores.json'}")
 
 

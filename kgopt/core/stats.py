@@ -49,6 +49,10 @@ class PairedDifference:
     def line(self) -> str:
         return f"ΔF1 {self.delta:+.2f} [95% CI {self.low:+.2f}, {self.high:+.2f}], {self.n} records"
 
+    def verdict(self) -> str:
+        """The README's rule in words: "" for a difference, else "not significant at n = N"."""
+        return "" if self.significant else f"not significant at n = {self.n}"
+
     def to_json(self) -> dict[str, float | int | bool]:
         return {"delta_f1": self.delta, "ci95": [self.low, self.high], "records": self.n, "resamples": self.resamples,
                 "seed": self.seed, "significant": self.significant}

@@ -47,13 +47,14 @@ def test_a_null_difference_contains_zero():
     b = _counts([(0, 1, 1), (1, 1, 1)] * 10)
     d = paired_bootstrap(a, b)
     assert d.delta == 0.0 and d.low < 0 < d.high and not d.significant
+    assert d.verdict() == "not significant at n = 20"
 
 
 def test_a_clear_gain_excludes_zero_and_reads_well():
     a = _counts([(0, 1, 2)] * 30)
     b = _counts([(2, 2, 2)] * 25 + [(0, 1, 2)] * 5)
     d = paired_bootstrap(a, b)
-    assert d.significant and d.low > 0
+    assert d.significant and d.low > 0 and d.verdict() == ""
     assert d.line() == f"ΔF1 {d.delta:+.2f} [95% CI {d.low:+.2f}, {d.high:+.2f}], 30 records"
     assert paired_bootstrap(a, b) == d  # a fixed seed: the same interval every time
 
