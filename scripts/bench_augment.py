@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="seeds per task (default: %(default)s)")
     ap.add_argument("--source", default=None, help="one source (or InstructIE topic) for every task; default: the benchmark's")
     ap.add_argument("--data-dir", type=Path, default=None, help="data root; default: the bundled data")
-    ap.add_argument("--show", choices=tuple(PROMPT_VERSIONS), default="sentences", help="how the real samples are shown (kgopt augment --show; default: %(default)s)")
+    ap.add_argument("--show", choices=tuple(PROMPT_VERSIONS), default=None, help="how the real samples are shown (kgopt augment --show; default: each language's, annotations for zh, sentences for en)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="labels this run's rows in runs.jsonl (default: now)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(ujson.dumps(results, ensure_ascii=False))
         return 0
-    print(f"| task | asked | received | accepted | accepted per call | rejected | calls | seeds (per label {args.per_label}, labels {args.max_labels}, show {args.show}) |")
+    print(f"| task | asked | received | accepted | accepted per call | rejected | calls | seeds (per label {args.per_label}, labels {args.max_labels}, show {args.show or 'per language'}) |")
     print("|---|---|---|---|---|---|---|---|")
     for key, s in results.items():
         rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items() if v) or "none"

@@ -46,7 +46,8 @@ Methods:
                  demonstrations shown 3 similar to each input, selecting on dev.
 - kgopt:         `kgopt compile --max-calls B` (the study stops when B is spent), TPE sampler,
                  successive halving on, no InstructZero: kgopt's defaults.
-- kgopt_augmented: `kgopt augment` on the pool (a quarter of B at most), then `kgopt compile`
+- kgopt_augmented: `kgopt augment` on the pool (a quarter of B at most; the language's way of
+                 showing the real samples: annotations only on Chinese), then `kgopt compile`
                  on pool + accepted samples with what is left of B.
 Ablations of kgopt (the same compile, one part changed):
 - kgopt_no_halving:    without successive halving (`halving=False`): every trial scores all of dev.
@@ -195,8 +196,9 @@ OUT = Path("runs/bench-optimizers")
 COUNTS = Path("benchmarks/counts/optimizers")
 # What a recorded run means; bumped when the rules change, so that --resume never reuses a run
 # made under other rules. pool-v1: one seeded training pool for every method, the strongest
-# zero-shot way, similar retrieval for BRS and GEPA.
-PROTOCOL = "pool-v1"
+# zero-shot way, similar retrieval for BRS and GEPA. pool-v2: kgopt_augmented on Chinese shows
+# the real samples' annotations only (augmentation's default there since).
+PROTOCOL = "pool-v2"
 ZERO_SHOT_RUNS = {way: f"zero-shot {way}" for way in ZERO_SHOT_WAYS}  # run names in a zero_shot counts file
 REFLECTIONS = 2  # kgopt_reflect: instructions written from the best trial's dev errors
 INSTRUCTZERO_MAX = 4  # kgopt_instructzero: at most this many instructions written and scored

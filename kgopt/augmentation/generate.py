@@ -46,6 +46,10 @@ from kgopt.redaction import redact_identity, scrub
 # the real samples are shown, so there is no sentence to copy (KG/zh: most v3 samples were copies).
 PROMPT_VERSIONS = {"sentences": "llmicl-v3", "annotations": "llmicl-v4"}
 PROMPT_VERSION = PROMPT_VERSIONS["sentences"]
+# The way each language shows them unless told: on KG/zh 139 of 202 v3 samples copied a sentence
+# shown and v4 yields 2.7x the accepted samples per call; on NER/en the two yield the same per
+# call (BENCHMARKS.md, "Augmentation yield").
+DEFAULT_SHOW = {"en": "sentences", "zh": "annotations"}
 
 # The no-copy instruction: a small model otherwise mostly repeats the sentences shown (KG/zh).
 NO_COPY = {
@@ -208,10 +212,11 @@ class AugmentOptions:
     train_limit: int | None = None  # learn from the first N train records (per source), as compile's --train-limit; None: all
     constrained: bool = True  # JSON-schema constrained decoding of the samples
     copy_retries: int = 1  # calls per label asking again for the samples rejected as copies of real sentences (0: none)
-    show: str = "sentences"  # how the real samples are shown: "sentences" (whole) or "annotations" (without their sentences)
+    show: str | None = None  # how the real samples are shown: "sentences" (whole) or "annotations" (without their sentences); None: DEFAULT_SHOW[lang]
 
     def __post_init__(self) -> None:
         check_lang(self.lang)
+        self.show = self.show or DEFAULT_SHOW[self.lang]
         if self.show not in _HEADING:
             raise ConfigError(f"show must be one of {', '.join(_HEADING)}, not {self.show!r}")
         if self.copy_retries < 0:

@@ -278,7 +278,9 @@ def augment(
     out: Optional[Path] = typer.Option(None, "--out", help="Augmented data root. Default: dataset/augmented (read by kgopt compile)."),
     plain: bool = typer.Option(False, "--plain", help="Do not ask the server for JSON-schema constrained output."),
     copy_retries: int = typer.Option(1, "--copy-retries", min=0, help="Times to ask a label again for the samples that were copies of real sentences (0: never)."),
-    show: Show = typer.Option(Show.sentences, "--show", help="Show the real samples whole (sentences, llmicl-v3) or only their annotations (annotations, llmicl-v4: no sentence to copy)."),
+    show: Optional[Show] = typer.Option(
+        None, "--show", help="Show the real samples whole (sentences, llmicl-v3) or only their annotations (annotations, llmicl-v4: no sentence to copy). Default: annotations for zh, sentences for en."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     max_failures: int = MaxFailuresOpt,
     api_base: Optional[str] = EndpointOpt,
@@ -295,7 +297,7 @@ def augment(
 
     conn = _connect(api_base, model, api_key, config, api_key_env)
     rep = run(task.value, lang.value, conn, source=source, per_label=per_label, seed=seed, data_dir=data_dir, out_dir=out,
-              max_labels=max_labels, train_limit=train_limit, constrained=not plain, copy_retries=copy_retries, show=show.value)
+              max_labels=max_labels, train_limit=train_limit, constrained=not plain, copy_retries=copy_retries, show=show.value if show else None)
     data = rep.to_json()
     if as_json:
         typer.echo(dumps(data))

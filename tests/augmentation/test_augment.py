@@ -65,7 +65,7 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
 
     with FakeEndpoint(respond=respond) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
-        rep = augment("RE", LANG, conn, source=SOURCE, per_label=6, data_dir=shared_data, out_dir=tmp_path, max_labels=1, copy_retries=0)
+        rep = augment("RE", LANG, conn, source=SOURCE, per_label=6, data_dir=shared_data, out_dir=tmp_path, max_labels=1, copy_retries=0, show="sentences")
         req = server.requests[0]
     data = rep.to_json()
     assert (data["asked"], data["received"], data["accepted"]) == (6, 6, 1)
@@ -84,7 +84,7 @@ def test_augment_counts_and_writes_with_provenance(shared_data, train, tmp_path)
     # A second run adds nothing new (its only good sample is a duplicate now) and loses nothing.
     with FakeEndpoint(respond=respond) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
-        rep2 = augment("RE", LANG, conn, source=SOURCE, per_label=6, data_dir=shared_data, out_dir=tmp_path, max_labels=1, copy_retries=0)
+        rep2 = augment("RE", LANG, conn, source=SOURCE, per_label=6, data_dir=shared_data, out_dir=tmp_path, max_labels=1, copy_retries=0, show="sentences")
     assert rep2.accepted == 0 and rep2.rejected["duplicate"] == 2
     assert [r.text for r in read_unified(out, "relation", SOURCE)] == ["《海上花开》由歌手张三演唱，发行于2019年。"]
     # The compiler reads augmented records with the same readers as real ones.
@@ -165,7 +165,7 @@ def test_train_limit_shows_only_the_first_train_records(shared_data, train, tmp_
     first = train[:3]
     with FakeEndpoint(respond=lambda req: (200, chat_response('{"samples": []}'))) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
-        augment("RE", LANG, conn, source=SOURCE, per_label=1, data_dir=shared_data, out_dir=tmp_path, train_limit=3)
+        augment("RE", LANG, conn, source=SOURCE, per_label=1, data_dir=shared_data, out_dir=tmp_path, train_limit=3, show="sentences")
         prompts = [r["messages"][0]["content"] for r in server.requests]
     shown = {json.loads(line)["text"] for p in prompts for line in p.split("的真实样本")[1].splitlines() if line.startswith('{"text"')}
     labels = {l["relation"] for ex in first for l in ex.record.labels}
@@ -173,9 +173,10 @@ def test_train_limit_shows_only_the_first_train_records(shared_data, train, tmp_
     assert len(prompts) == len(labels)  # one call per label the first three records carry
 
 
-def test_show_annotations_keeps_the_real_sentences_out_of_the_prompt(shared_data, train, tmp_path):
-    """--show annotations: the prompt holds the real samples' annotations but none of their
-    sentences, so there is no sentence to copy; the samples' provenance names llmicl-v4."""
+@pytest.mark.parametrize("show", [{"show": "annotations"}, {}], ids=["asked", "zh-default"])
+def test_show_annotations_keeps_the_real_sentences_out_of_the_prompt(shared_data, train, tmp_path, show):
+    """--show annotations (Chinese's default): the prompt holds the real samples' annotations but
+    none of their sentences, so there is no sentence to copy; the samples' provenance names llmicl-v4."""
     from kgopt.augmentation.generate import PROMPT_VERSIONS
 
     schema = train[0].schema
@@ -183,7 +184,7 @@ def test_show_annotations_keeps_the_real_sentences_out_of_the_prompt(shared_data
     reply = {"samples": [_sample("《海上花开》由歌手张三演唱，发行于2019年。", "海上花开", first_rel, "张三")]}
     with FakeEndpoint(respond=lambda req: (200, chat_response(json.dumps(reply, ensure_ascii=False)))) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False)
-        rep = augment("RE", LANG, conn, source=SOURCE, per_label=1, data_dir=shared_data, out_dir=tmp_path, max_labels=1, show="annotations")
+        rep = augment("RE", LANG, conn, source=SOURCE, per_label=1, data_dir=shared_data, out_dir=tmp_path, max_labels=1, **show)
         prompt = server.requests[0]["messages"][0]["content"]
     shown = [json.loads(line) for line in prompt.splitlines() if line.startswith('{"relation"')]
     with_label = [ex.record for ex in train if any(l["relation"] == first_rel for l in ex.record.labels)]
@@ -192,6 +193,14 @@ def test_show_annotations_keeps_the_real_sentences_out_of_the_prompt(shared_data
     assert rep.accepted == 1 and rep.to_json()["prompt_version"] == PROMPT_VERSIONS["annotations"] == "llmicl-v4"
     row = json.loads((tmp_path / "iepile" / "IE-zh" / "RE" / SOURCE / "train.json").read_text(encoding="utf-8").splitlines()[0])
     assert row["provenance"]["prompt_version"] == "llmicl-v4"
+
+
+def test_each_language_has_its_default_way_of_showing():
+    from kgopt.augmentation import AugmentOptions
+
+    assert AugmentOptions("KG", "zh").show == "annotations"  # sentences shown were mostly copied (KG/zh)
+    assert AugmentOptions("NER", "en").show == "sentences"
+    assert AugmentOptions("KG", "zh", show="sentences").show == "sentences"  # asked for: kept
 
 
 def test_an_unknown_way_of_showing_is_a_config_error(shared_data, tmp_path):

@@ -94,6 +94,7 @@ def _ner_en(shared_data):
 
 def _run(model, task, lang, shared_data, tmp_path, **kw):
     source = TOPIC if task == "KG" else "CrossNER_AI"
+    kw.setdefault("show", "sentences")  # the way that shows sentences, and so can be copied (zh's default shows none)
     with FakeEndpoint(respond=model) as server:
         conn = connect(EndpointConfig(api_base=server.url, model="fake"), cache=False, max_calls=kw.pop("max_calls", None))
         try:

@@ -106,7 +106,7 @@ def test_augment_passes_copy_retries(monkeypatch):
     monkeypatch.setattr(cli, "_interruptible", lambda: None)
     monkeypatch.setattr(augmentation, "augment", augment)
     _run("augment", "--task", "NER", "--lang", "en", "--copy-retries", "0")
-    assert seen["copy_retries"] == 0 and seen["show"] == "sentences"
+    assert seen["copy_retries"] == 0 and seen["show"] is None  # the language's default (AugmentOptions)
     _run("augment", "--task", "NER", "--lang", "en", "--show", "annotations")
     assert seen["show"] == "annotations"
 
