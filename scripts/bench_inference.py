@@ -315,8 +315,7 @@ def print_differences(case: Case, rows: dict[str, dict[str, Any]]) -> None:
     counts = {n: [RecordCount(*c) for c in rows[n]["record_counts"]] for n in names}
     for other in names[1:]:
         diff = paired_bootstrap(counts[names[0]], counts[other])
-        verdict = "a difference" if diff.significant else f"not significant at n = {diff.n}"
-        print(f"{case.name}: {other} against {names[0]}: {diff.line()} ({verdict})", flush=True)
+        print(f"{case.name}: {other} against {names[0]}: {diff.line()} ({diff.verdict() or 'a difference'})", flush=True)
 
 
 REPORT_HEADER = ("| case | program | server | seconds | records/hour | vs first | KV-cache share | F1 | answers differ "
@@ -383,7 +382,7 @@ def report(paths: list[Path]) -> int:
             answers = first_answers if row is first else row_answers(row)
             differ = NA if answers is None or first_answers is None else f"{sum(answers.get(k) != v for k, v in first_answers.items())} of {len(first_answers)}"
             diff = paired_bootstrap(first_counts, row_counts(row)) if row is not first else None
-            verdict = "" if diff is None else (" (a difference)" if diff.significant else f" (not significant at n = {diff.n})")
+            verdict = "" if diff is None else f" ({diff.verdict() or 'a difference'})"
             share = (row.get("server") or {}).get("cache_share")
             print(f"| {case} | {row['program']} | {server_name(row.get('identity'))} | {_fmt(row['seconds'])} "
                   f"| {_fmt(row['records_per_hour'])} | {row['records_per_hour'] / first['records_per_hour']:.2f}x "

@@ -112,7 +112,7 @@ class LlamaCppPython(ServerProgram):
 
     name = "llama-cpp-python"
     dialect = "llama-cpp"  # json_object + schema
-    identity = "embedded"  # the default: all committed programs but EE_zh.json and KG_en.json were compiled on it
+    identity = "embedded"  # the default; a program's manifest names the server program it was compiled on (program_of_identity)
     # llama_cpp.server / uvicorn read these (pydantic-settings): an inherited HOST=0.0.0.0 would win over --host.
     pinned_env = ("api_key", "host", "port", "config_file")
 
