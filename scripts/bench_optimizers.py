@@ -32,23 +32,30 @@ Methods:
 - few_shot:      DSPy LabeledFewShot from the pool, 3 demonstrations similar to each input
                  (kgopt's per-input retrieval), default split.
 - mipro:         DSPy MIPROv2 (instruction proposals x bootstrapped demo sets, its own TPE
-                 search), set up as kgopt's mipro trials are, trials scaled to B, selecting on
-                 dev. It cannot use kgopt's per-input retrieval: its candidates are demo sets of
-                 3, which its search chooses among as fixed sets (kgopt's `Mipro` optimiser caps
-                 labeled demos at the number shown), so it shows the set it chose.
-- bootstrap_rs:  DSPy BootstrapFewShotWithRandomSearch, candidates scaled to B, selecting on dev,
+                 search), set up as kgopt's mipro trials are, selecting on dev, with enough
+                 candidates and trials that B ends it. It cannot use kgopt's per-input
+                 retrieval: its candidates are demo sets of 3, which its search chooses among
+                 as fixed sets (kgopt's `Mipro` optimiser caps labeled demos at the number
+                 shown), so it shows the set it chose.
+- bootstrap_rs:  DSPy BootstrapFewShotWithRandomSearch, B candidates (B ends it), selecting on dev,
                  with kgopt's per-input retrieval: each candidate is a pool (its bootstrapped
                  demos, topped up with up to 24 gold ones) from which the program shows the 3
                  most similar to each input, as kgopt's bootstrap+similar trials do. DSPy's own
                  bootstrapping (its teacher) sees them the same way, without the example itself.
 - gepa:          DSPy GEPA (reflective instruction evolution; the same model reflects), set up
-                 as kgopt's gepa trials are, max_metric_calls scaled to B, from a pool of gold
-                 demonstrations shown 3 similar to each input, selecting on dev.
+                 as kgopt's gepa trials are, from a pool of gold demonstrations shown 3 similar
+                 to each input, selecting on dev; max_metric_calls past B, and a stopper that
+                 ends it before an iteration whose reflection call B could not pay for.
 - kgopt:         `kgopt compile --max-calls B` (the study stops when B is spent), TPE sampler,
                  successive halving on, no InstructZero: kgopt's defaults.
 - kgopt_augmented: `kgopt augment` on the pool (a quarter of B at most; the language's way of
                  showing the real samples: annotations only on Chinese), then `kgopt compile`
                  on pool + accepted samples with what is left of B.
+Each method spends B (the DSPy ones up to a few calls short): a schedule sized by a guess of
+what bootstrapping costs left them 62-116 calls of 150 (pool-v2), since cached answers and
+early-stopping bootstraps cost less than the guess. A call refused past B scores as a miss, so
+a candidate the cap cuts short is not chosen over one scored whole.
+
 Ablations of kgopt (the same compile, one part changed):
 - kgopt_no_halving:    without successive halving (`halving=False`): every trial scores all of dev.
 - kgopt_no_continuous: without the continuous part (a), `continuous=False` (`kgopt compile
@@ -70,8 +77,8 @@ than B) is reported with its error, and a later run tries it again.
 Resumable. Each finished (task, method, seed) run is appended to runs/bench-optimizers/runs.jsonl,
 only once it has finished (a killed run leaves no record, and a torn last line is skipped). With
 `--resume` (the default) a run already recorded without error for the same task, method, seed,
-budget, pool (`--train`, `--train-from`), dev and test sizes, model and protocol is not run
-again: its recorded result goes into the table. `--no-resume` runs it again. A run that is
+budget, pool (`--train`, `--train-from`), dev and test sizes and model, under its method's latest
+rules (a protocol at or after `CHANGED_IN`'s for it), is not run again: its recorded result goes into the table. `--no-resume` runs it again. A run that is
 redone starts clean: its study, scratch folder and trial files are removed first. So a long run
 is done in chunks that fit a session (`--methods`, `--tasks`, `--seeds`), and the same command
 run again afterwards prints the whole table at no cost.
@@ -144,6 +151,7 @@ calls, tokens, seconds) and the intervals or, with --json, one object
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import shutil
@@ -166,7 +174,7 @@ from kgopt.augmentation import augment
 from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import Connection, connect
 from kgopt.compiler import compile_program
-from kgopt.compiler.optimizers import SIMILAR_POOL, get_optimizer, run_optimizer
+from kgopt.compiler.optimizers import GEPA_MINIBATCH, SIMILAR_POOL, get_optimizer, run_optimizer
 from kgopt.compiler.space import DISCRETE_TEMPERATURES
 from kgopt.compiler.study import FIRST_RUNG
 from kgopt.compiler.trainset import chunk_examples, make_metric
@@ -194,12 +202,18 @@ SOURCES = {"NER/en": "CrossNER_AI", "RE/zh": "DuIE2.0", "EE/zh": "FewFC", "RE/en
 DEFAULT_TASKS = "NER:en:::all,RE:zh::30,EE:zh,KG:zh"
 OUT = Path("runs/bench-optimizers")
 COUNTS = Path("benchmarks/counts/optimizers")
-# What a recorded run means; bumped when the rules change, so that --resume never reuses a run
-# made under other rules. pool-v1: one seeded training pool for every method, the strongest
-# zero-shot way, similar retrieval for BRS and GEPA. pool-v2: kgopt_augmented on Chinese shows
-# the real samples' annotations only (augmentation's default there since).
-PROTOCOL = "pool-v2"
+# What a recorded run means; a new one when the rules change, so that --resume never reuses a
+# run made under rules since changed for its method. pool-v1: one seeded training pool for every
+# method, the strongest zero-shot way, similar retrieval for BRS and GEPA. pool-v2:
+# kgopt_augmented on Chinese shows the real samples' annotations only (augmentation's default
+# there since). pool-v3: MIPROv2, BRS and GEPA get schedules longer than B pays for, and B ends
+# them, so they spend B as kgopt does (under pool-v2 they stopped at 62-116 of 150 calls).
+PROTOCOLS = ("pool-v1", "pool-v2", "pool-v3")
+PROTOCOL = PROTOCOLS[-1]
+CHANGED_IN = {"kgopt_augmented": "pool-v2", "mipro": "pool-v3", "bootstrap_rs": "pool-v3", "gepa": "pool-v3"}  # else pool-v1
 ZERO_SHOT_RUNS = {way: f"zero-shot {way}" for way in ZERO_SHOT_WAYS}  # run names in a zero_shot counts file
+ENOUGH_ERRORS = 100_000  # DSPy stops at its max_errors; a call refused past B is a miss, not the end
+GEPA_ITERATION_CALLS = GEPA_MINIBATCH + 1  # what an iteration may spend up to its reflection call
 REFLECTIONS = 2  # kgopt_reflect: instructions written from the best trial's dev errors
 INSTRUCTZERO_MAX = 4  # kgopt_instructzero: at most this many instructions written and scored
 
@@ -336,41 +350,69 @@ def few_shot(run: Run) -> IEProgram:
 
 def mipro(run: Run) -> IEProgram:
     trainset, valset = run.pool(), run.valset()
-    optimizer = get_optimizer("mipro")  # as a kgopt trial runs it, with its trials scaled to B
+    optimizer = get_optimizer("mipro")  # as a kgopt trial runs it, with a schedule B ends
     options = optimizer.defaults(DEMOS)
-    # Calls: its bootstrapped demo sets (all but the zero-shot and labeled-only ones, at most
-    # |trainset| tries each), about one proposal per candidate, then the default program and
-    # each trial over dev.
-    setup = (options["candidates"] - 2) * len(trainset) + options["candidates"]
-    options["trials"] = max(1, (run.budget - setup) // max(1, len(valset)) - 1)
+    # Enough instruction x demo-set pairs that scoring each once on dev costs more than B, and
+    # twice as many trials as pairs (a repeated pair is answered from the cache, at no call):
+    # the budget, not the schedule, ends it. A trial the cap cuts short scores its refused calls
+    # as misses, so it is not chosen over one scored whole.
+    v = max(1, len(valset))
+    options["candidates"] = max(options["candidates"], math.ceil(math.sqrt(run.budget / v)))
+    options["trials"] = 2 * options["candidates"] ** 2
     run.notes.update(options)
-    with dspy.context(lm=run.conn.lm):
+    with dspy.context(lm=run.conn.lm, max_errors=ENOUGH_ERRORS):
         return optimizer.compile(run.student(), trainset, valset, run.conn.lm, DEMOS, "random", run.seed, options)
+
+
+class _RandomSearchWithinBudget(dspy.BootstrapFewShotWithRandomSearch):
+    """DSPy's BootstrapFewShotWithRandomSearch, stopped after the candidate during which the call
+    budget ran out. Its loop checks ``stop_at_score`` after scoring each candidate, and a score of
+    at least -inf stops it: the one hook it has. The candidate the cap cut short scores its
+    refused calls as misses, so it is not chosen over one scored whole."""
+
+    def __init__(self, lm, **kwargs):
+        self._lm = lm
+        super().__init__(**kwargs)
+
+    @property
+    def stop_at_score(self):
+        return float("-inf") if self._lm.requests_sent >= self._lm.max_calls else None
+
+    @stop_at_score.setter
+    def stop_at_score(self, value):  # set by DSPy's __init__; the budget decides instead
+        pass
 
 
 def bootstrap_rs(run: Run) -> IEProgram:
     trainset, valset = run.pool(), run.valset()
-    # Calls: 3 fixed candidates (zero-shot, labeled only, unshuffled bootstrap) and C random ones,
-    # each scored over dev; C + 1 of them bootstrap (up to |trainset| tries each).
-    t, v = len(trainset), max(1, len(valset))
-    candidates = max(1, (run.budget - 3 * v - t) // (v + t))
-    run.notes.update(candidates=candidates, demo_selection="similar")
-    tele = dspy.BootstrapFewShotWithRandomSearch(
-        metric=make_metric(run.spec), max_bootstrapped_demos=DEMOS, max_labeled_demos=SIMILAR_POOL, num_candidate_programs=candidates,
-        num_threads=1, max_errors=10_000,
+    # As many random candidates as B could pay for if each cost one call (many cost fewer: a
+    # candidate whose prompts match an earlier one's is answered from the cache): B ends it.
+    run.notes.update(candidates=run.budget, demo_selection="similar")
+    tele = _RandomSearchWithinBudget(
+        run.conn.lm, metric=make_metric(run.spec), max_bootstrapped_demos=DEMOS, max_labeled_demos=SIMILAR_POOL,
+        num_candidate_programs=run.budget, num_threads=1, max_errors=ENOUGH_ERRORS,
     )  # fmt: skip
     with dspy.context(lm=run.conn.lm):
-        return tele.compile(run.student("similar"), trainset=trainset, valset=valset)
+        program = tele.compile(run.student("similar"), trainset=trainset, valset=valset)
+    # Fewer than B calls only if it ran every candidate (its zero-shot, labeled-only and
+    # unshuffled ones too): many of them repeat an earlier one's prompts, answered from the cache.
+    run.notes["candidates_scored"] = len(program.candidate_programs)
+    return program
 
 
 def gepa(run: Run) -> IEProgram:
     trainset, valset = run.pool(), run.valset()
     optimizer = get_optimizer("gepa")  # as a kgopt trial runs it, from a pool of gold demonstrations
     options = optimizer.defaults(DEMOS)
-    options["metric_calls"] = max(len(valset) + 2, (3 * run.budget) // 4)  # the rest is for reflection calls
+    # Metric calls answered from the cache cost no call, so its own cap is set past B, and a
+    # stopper ends it before an iteration whose reflection call B could not pay for (a refused
+    # reflection call would end GEPA with an error; refused rollouts score as misses).
+    lm = run.conn.lm
+    options["metric_calls"] = 4 * run.budget
+    options["stop_callbacks"] = [lambda state: lm.max_calls - lm.requests_sent < GEPA_ITERATION_CALLS]
     run.notes.update(max_metric_calls=options["metric_calls"], demo_selection="similar")
-    with dspy.context(lm=run.conn.lm):
-        return optimizer.compile(run.student("similar"), trainset, valset, run.conn.lm, DEMOS, "similar", run.seed, options)
+    with dspy.context(lm=lm):
+        return optimizer.compile(run.student("similar"), trainset, valset, lm, DEMOS, "similar", run.seed, options)
 
 
 def _compile(run: Run, budget: int, augmented_dir: Path | None, **options: Any) -> IEProgram:
@@ -481,18 +523,24 @@ def append_row(row: dict[str, Any]) -> None:
 
 
 def run_key(r: dict[str, Any]) -> tuple:
-    """What makes two runs the same run (tag and attempt aside)."""
+    """What makes two runs the same run (tag, attempt and protocol aside: ``still_holds``)."""
     return (r.get("case"), r.get("method"), r.get("seed"), r.get("budget"), r.get("train"), r.get("train_from"), r.get("dev"),
-            r.get("test"), r.get("model"), r.get("protocol"))  # fmt: skip
+            r.get("test"), r.get("model"))  # fmt: skip
 
 
 def planned_key(case: Case, method: str, seed: int, model: str) -> tuple:
-    return (case.key, method, seed, case.budget, case.train_limit, case.train_from, case.dev_limit, case.test_limit, model, PROTOCOL)
+    return (case.key, method, seed, case.budget, case.train_limit, case.train_from, case.dev_limit, case.test_limit, model)
+
+
+def still_holds(r: dict[str, Any]) -> bool:
+    """Whether a run's protocol is its method's latest rules: recorded under them or later."""
+    protocol, changed = r.get("protocol"), CHANGED_IN.get(r.get("method"), PROTOCOLS[0])
+    return protocol in PROTOCOLS and PROTOCOLS.index(protocol) >= PROTOCOLS.index(changed)
 
 
 def finished_runs(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    """The latest error-free record of each run."""
-    return {run_key(r): r for r in rows if "error" not in r and "test_counts" in r}
+    """The latest error-free record of each run made under its method's latest rules."""
+    return {run_key(r): r for r in rows if "error" not in r and "test_counts" in r and still_holds(r)}
 
 
 def counts_path(counts_dir: Path, case_key: str, method: str, seed: int) -> Path:

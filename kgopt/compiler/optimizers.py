@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import optuna
 
 SIMILAR_POOL = 24  # demonstrations kept for per-input selection
+GEPA_MINIBATCH = 2  # examples GEPA's reflection reads per iteration
 PER_INPUT_CHOICES = ("similar", "weighted")  # demo choices the program makes per input, from a pool
 
 
@@ -208,14 +209,18 @@ class Gepa(Optimizer):
         return {"metric_calls": 24}
 
     def compile(self, program, trainset, valset, lm, num_demos, demo_choice, seed, options):
+        # A caller may add GEPA stoppers (``stop_callbacks``, not searched), e.g. to end it when a
+        # call budget could not pay for its next reflection call.
+        stoppers = options.get("stop_callbacks")
         tele = dspy.GEPA(
             metric=make_feedback_metric(program.spec),
             max_metric_calls=int(options["metric_calls"]),
             reflection_lm=lm,
-            reflection_minibatch_size=2,
+            reflection_minibatch_size=GEPA_MINIBATCH,
             use_merge=False,
             track_stats=False,
             seed=seed,
+            gepa_kwargs={"stop_callbacks": list(stoppers)} if stoppers else None,
         )
         # GEPA evolves the instruction only: it starts from gold demonstrations, which it keeps.
         seeded = dspy.LabeledFewShot(k=_pool_size(num_demos, demo_choice)).compile(program, trainset=trainset, sample=False) if num_demos else program

@@ -71,6 +71,34 @@ def test_every_method_reported_within_the_budget_on_the_same_test_records(bench,
     assert _run(bench, capsys, "--report", "a") == out
 
 
+def test_the_dspy_optimisers_spend_the_budget_as_kgopt_does(bench, capsys):
+    """B ends their schedules, not a guess of what bootstrapping costs (which left them 62-116
+    calls of 150 on KG/zh under pool-v2). GEPA stops while B can still pay for an iteration up
+    to its reflection call; MIPROv2 fails on the fake (it cannot answer the proposal prompts)."""
+    _run(bench, capsys, "--seeds", "1", "--tag", "spend", "--methods", "bootstrap_rs,gepa,kgopt")
+    rows = {r["method"]: r for r in _rows() if "error" not in r}
+    calls = {method: r["calls"] for method, r in rows.items()}
+    assert calls["kgopt"] == BUDGET
+    assert BUDGET - bench.GEPA_ITERATION_CALLS < calls["gepa"] <= BUDGET
+    # BRS spends B, or runs out of candidates first: on the fake's answers most of them repeat
+    # an earlier one's prompts, answered from the cache at no call.
+    brs = rows["bootstrap_rs"]["notes"]
+    assert calls["bootstrap_rs"] == BUDGET or brs["candidates_scored"] == 3 + brs["candidates"] == 3 + BUDGET
+
+
+def test_a_run_is_reused_only_under_its_methods_latest_rules(bench):
+    """A new protocol redoes only the methods whose rules it changed (CHANGED_IN)."""
+    def row(method, protocol):
+        return {"case": "KG/zh", "method": method, "seed": 0, "protocol": protocol, "test_counts": []}
+
+    assert bench.PROTOCOL == bench.PROTOCOLS[-1] and set(bench.CHANGED_IN.values()) <= set(bench.PROTOCOLS)
+    assert bench.still_holds(row("kgopt", "pool-v1")) and bench.still_holds(row("few_shot", "pool-v2"))
+    assert not bench.still_holds(row("mipro", "pool-v2")) and bench.still_holds(row("mipro", "pool-v3"))
+    assert not bench.still_holds(row("kgopt_augmented", "pool-v1")) and not bench.still_holds(row("kgopt", "pool-v0"))
+    done = bench.finished_runs([row("gepa", "pool-v2"), row("kgopt", "pool-v2")])
+    assert [k[1] for k in done] == ["kgopt"]
+
+
 def test_kgopt_is_compared_with_each_method_by_a_paired_interval(bench, capsys):
     """Each run keeps its per-record test counts; the table pairs kgopt with each method over the
     test records (each record's counts summed over the seeds both ran; zero-shot's one run stands
@@ -235,16 +263,24 @@ def test_mipro_and_gepa_run_as_kgopts_trials_run_them(bench, method, tmp_path, m
     run = bench.Run(case, conn, 4, tmp_path, case.load("train", 6), case.load("dev", 2), {})
     bench.METHOD_FUNCTIONS[method](run)
     defaults = optimizer.defaults(bench.DEMOS)
-    assert set(seen["options"]) == set(defaults) and (seen["num_demos"], seen["seed"], seen["lm"]) == (bench.DEMOS, 4, conn.lm)
+    assert set(defaults) <= set(seen["options"]) and (seen["num_demos"], seen["seed"], seen["lm"]) == (bench.DEMOS, 4, conn.lm)
     assert seen["valset"] == run.valset()  # selecting on dev
-    scaled = "trials" if method == "mipro" else "metric_calls"
-    assert {k: v for k, v in seen["options"].items() if k != scaled} == {k: v for k, v in defaults.items() if k != scaled}
     assert seen["trainset"] == run.pool() == run.chunks(run.train)  # the whole pool, as every method gets it
+    options, v = seen["options"], len(run.valset())
     if method == "mipro":  # its demo sets are fixed sets it chooses among: no per-input retrieval
-        assert run.notes == seen["options"] and (seen["demo_choice"], seen["selection"]) == ("random", "fixed")
+        assert run.notes == options and (seen["demo_choice"], seen["selection"]) == ("random", "fixed")
+        # Its schedule outlasts B: scoring every instruction x demo-set pair once costs more.
+        assert set(options) == set(defaults) and options["candidates"] >= defaults["candidates"]
+        assert options["candidates"] ** 2 * v >= BUDGET and options["trials"] == 2 * options["candidates"] ** 2
     else:  # GEPA keeps its gold demonstrations: shown 3 similar to each input
-        assert run.notes == {"max_metric_calls": seen["options"]["metric_calls"], "demo_selection": "similar"}
+        assert run.notes == {"max_metric_calls": options["metric_calls"], "demo_selection": "similar"}
         assert (seen["demo_choice"], seen["selection"]) == ("similar", "similar")
+        # Its own cap is past B; the stopper ends it when B could not pay for the next reflection.
+        assert options["metric_calls"] > BUDGET and set(options) == set(defaults) | {"stop_callbacks"}
+        (stop,) = options["stop_callbacks"]
+        while not stop(None):  # spend calls until it stops: when fewer than an iteration's are left
+            conn.lm(prompt=f"call {conn.lm.requests_sent}")
+        assert BUDGET - conn.lm.requests_sent == bench.GEPA_ITERATION_CALLS - 1
 
 
 def test_score_warm_starts_scores_a_studys_trial_0(bench, capsys):
