@@ -44,7 +44,7 @@ from kgopt.clients.config import resolve_endpoint
 from kgopt.clients.lm import connect
 from kgopt.compiler import compile_program
 from kgopt.core.scoring import prf
-from kgopt.core.stats import RecordCount, paired_bootstrap
+from kgopt.core.stats import PairedDifference, RecordCount, paired_bootstrap
 from kgopt.data.jsonio import dumps, write_atomic
 from kgopt.evaluation import compare_with_zero_shot, strongest_way
 from kgopt.program import load_program
@@ -112,12 +112,12 @@ def official_f1(counts: list[RecordCount]) -> float:
 
 def print_row(row: dict, shown: dict[str, str]) -> None:
     """The markdown row; ``shown``: the F1 text of each zero-shot way and of "compiled"."""
-    d = row["difference"]
-    low, high = d["ci95"]
-    verdict = "" if d["significant"] else f" (not significant at n = {row['n']})"
+    d = PairedDifference.from_json(row["difference"])
+    low, high = d.low, d.high
+    verdict = f" ({d.verdict()})" if d.verdict() else ""
     print(
         f"| {row['task']} | {row['lang']} | {row['source']} | {row['n']} | {shown['strict']} | {shown['lenient']} | {shown['constrained']} "
-        f"| {shown['compiled']} | {d['delta_f1']:+.2f} [{low:+.2f}, {high:+.2f}] vs {row['strongest']}{verdict} "
+        f"| {shown['compiled']} | {d.delta:+.2f} [{low:+.2f}, {high:+.2f}] vs {row['strongest']}{verdict} "
         f"| {row['compiled_dev_f1']:.2f} ({row['zero_shot_dev_f1']:.2f}) on {row['dev_records']} | {row['chosen']} | {row['records_per_hour']} |",
         flush=True,
     )

@@ -927,9 +927,8 @@ def method_label(method: str, s: dict[str, Any]) -> str:
 
 
 def verdict(d: dict[str, Any]) -> str:
-    if d["significant"]:
-        return "kgopt higher" if d["ci95"][0] > 0 else "kgopt lower"
-    return f"not significant at n = {d['records']}"
+    diff = PairedDifference.from_json(d)
+    return diff.verdict() or ("kgopt higher" if diff.low > 0 else "kgopt lower")
 
 
 def print_intervals(results: dict[str, dict[str, Any]]) -> None:
@@ -939,7 +938,7 @@ def print_intervals(results: dict[str, dict[str, Any]]) -> None:
     print("\n| task | kgopt minus | ΔF1 [95% CI], n | seeds paired | verdict |")
     print("|---|---|---|---|---|")
     for key, method, d in rows:
-        line = f"ΔF1 {d['delta_f1']:+.2f} [95% CI {d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}], {d['records']} records"
+        line = PairedDifference.from_json(d).line()
         print(f"| {key} | {method} | {line} | {', '.join(map(str, d['seeds']))} | {verdict(d)} |")
 
 

@@ -10,7 +10,7 @@ in the second decimal. Pure: counts in, numbers out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -56,6 +56,12 @@ class PairedDifference:
     def to_json(self) -> dict[str, float | int | bool]:
         return {"delta_f1": self.delta, "ci95": [self.low, self.high], "records": self.n, "resamples": self.resamples,
                 "seed": self.seed, "significant": self.significant}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PairedDifference:
+        """The difference ``to_json`` wrote (``significant`` follows from the interval)."""
+        low, high = d["ci95"]
+        return cls(d["delta_f1"], low, high, d["records"], d["resamples"], d["seed"])
 
 
 def micro_f1(tp, pred, gold):

@@ -4,8 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
+import ujson
 
-from kgopt.core.stats import RecordCount, micro_f1, paired_bootstrap
+from kgopt.core.stats import PairedDifference, RecordCount, micro_f1, paired_bootstrap
 
 
 def _counts(rows):
@@ -57,6 +58,7 @@ def test_a_clear_gain_excludes_zero_and_reads_well():
     assert d.significant and d.low > 0 and d.verdict() == ""
     assert d.line() == f"ΔF1 {d.delta:+.2f} [95% CI {d.low:+.2f}, {d.high:+.2f}], 30 records"
     assert paired_bootstrap(a, b) == d  # a fixed seed: the same interval every time
+    assert PairedDifference.from_json(ujson.loads(ujson.dumps(d.to_json()))) == d  # as reports store it
 
 
 def test_records_must_match():
