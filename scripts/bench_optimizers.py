@@ -79,9 +79,10 @@ only once it has finished (a killed run leaves no record, and a torn last line i
 `--resume` (the default) a run already recorded without error for the same task, method, seed,
 budget, pool (`--train`, `--train-from`), dev and test sizes and model, under its method's
 latest rules (a protocol at or after `CHANGED_IN`'s for it), is not run again: its recorded
-result goes into the table. `--no-resume` runs it again. A run that is redone starts clean: its study, scratch folder and trial files are removed first. So a long run
-is done in chunks that fit a session (`--methods`, `--tasks`, `--seeds`), and the same command
-run again afterwards prints the whole table at no cost.
+result goes into the table. `--no-resume` runs it again. A run that is redone starts clean:
+its study, scratch folder and trial files are removed first. So a long run is done in chunks
+that fit a session (`--methods`, `--tasks`, `--seeds`), and the same command run again
+afterwards prints the whole table at no cost.
 
 Per-record counts. Every run writes benchmarks/counts/optimizers/<TASK>_<lang>/<method>_seed<k>.jsonl
 (`--counts-dir`), one JSON line per test record, in scripts/bench_compile.py's format (its
