@@ -209,9 +209,10 @@ COUNTS = Path("benchmarks/counts/optimizers")
 # kgopt_augmented on Chinese shows the real samples' annotations only (augmentation's default
 # there since). pool-v3: MIPROv2, BRS and GEPA get schedules longer than B pays for, and B ends
 # them, so they spend B as kgopt does (under pool-v2 they stopped at 62-116 of 150 calls).
-PROTOCOLS = ("pool-v1", "pool-v2", "pool-v3")
+# pool-v4: MIPROv2 gets B trials (2 per pair left it short of B on a seed).
+PROTOCOLS = ("pool-v1", "pool-v2", "pool-v3", "pool-v4")
 PROTOCOL = PROTOCOLS[-1]
-CHANGED_IN = {"kgopt_augmented": "pool-v2", "mipro": "pool-v3", "bootstrap_rs": "pool-v3", "gepa": "pool-v3"}  # else pool-v1
+CHANGED_IN = {"kgopt_augmented": "pool-v2", "bootstrap_rs": "pool-v3", "gepa": "pool-v3", "mipro": "pool-v4"}  # else pool-v1
 ZERO_SHOT_RUNS = {way: f"zero-shot {way}" for way in ZERO_SHOT_WAYS}  # run names in a zero_shot counts file
 ENOUGH_ERRORS = 100_000  # DSPy stops at its max_errors; a call refused past B is a miss, not the end
 GEPA_ITERATION_CALLS = GEPA_MINIBATCH + 1  # what an iteration may spend up to its reflection call
@@ -353,13 +354,14 @@ def mipro(run: Run) -> IEProgram:
     trainset, valset = run.pool(), run.valset()
     optimizer = get_optimizer("mipro")  # as a kgopt trial runs it, with a schedule B ends
     options = optimizer.defaults(DEMOS)
-    # Enough instruction x demo-set pairs that scoring each once on dev costs more than B, and
-    # twice as many trials as pairs (a repeated pair is answered from the cache, at no call):
-    # the budget, not the schedule, ends it. A trial the cap cuts short scores its refused calls
-    # as misses, so it is not chosen over one scored whole.
+    # Enough instruction x demo-set pairs that scoring each once on dev costs more than B, and B
+    # trials: its search repeats pairs (answered from the cache, at no call), so twice as many
+    # trials as pairs left it at 133 of 150 calls (pool-v3). The budget, not the schedule, ends
+    # it. A trial the cap cuts short scores its refused calls as misses, so it is not chosen
+    # over one scored whole.
     v = max(1, len(valset))
     options["candidates"] = max(options["candidates"], math.ceil(math.sqrt(run.budget / v)))
-    options["trials"] = 2 * options["candidates"] ** 2
+    options["trials"] = run.budget
     run.notes.update(options)
     with dspy.context(lm=run.conn.lm, max_errors=ENOUGH_ERRORS):
         return optimizer.compile(run.student(), trainset, valset, run.conn.lm, DEMOS, "random", run.seed, options)
