@@ -379,7 +379,7 @@ class _RandomSearchWithinBudget(dspy.BootstrapFewShotWithRandomSearch):
 
     @property
     def stop_at_score(self):
-        return float("-inf") if self._lm.requests_sent >= self._lm.max_calls else None
+        return float("-inf") if self._lm.calls_left == 0 else None
 
     @stop_at_score.setter
     def stop_at_score(self, value):  # set by DSPy's __init__; the budget decides instead
@@ -412,7 +412,7 @@ def gepa(run: Run) -> IEProgram:
     # reflection call would end GEPA with an error; refused rollouts score as misses).
     lm = run.conn.lm
     options["metric_calls"] = 4 * run.budget
-    options["stop_callbacks"] = [lambda state: lm.max_calls - lm.requests_sent < GEPA_ITERATION_CALLS]
+    options["stop_callbacks"] = [lambda state: lm.calls_left < GEPA_ITERATION_CALLS]
     run.notes.update(max_metric_calls=options["metric_calls"], demo_selection="similar")
     with dspy.context(lm=lm):
         return optimizer.compile(run.student("similar"), trainset, valset, lm, DEMOS, "similar", run.seed, options)
@@ -638,7 +638,7 @@ def run_method(case: Case, method: str, seed: int, tag: str, config, counts_dir:
         with conn.lm.usage.track() as spent:
             program = METHOD_FUNCTIONS[method](run)
         # DSPy's optimisers score a refused call as a miss and go on, so say when the budget ran out.
-        run.notes["budget_spent"] = conn.lm.requests_sent >= budget
+        run.notes["budget_spent"] = conn.lm.calls_left == 0
         used = spent.counts()
         row.update(calls=used["calls"], tokens=used["total_tokens"], cache_hits=used["cache_hits"], seconds=round(time.monotonic() - started, 1))
         tester = connect(config, cache_namespace=f"bench-optimizers/test/{case.key}")  # no cap: the test is not part of B
@@ -929,8 +929,7 @@ def method_label(method: str, s: dict[str, Any]) -> str:
     return method
 
 
-def verdict(d: dict[str, Any]) -> str:
-    diff = PairedDifference.from_json(d)
+def verdict(diff: PairedDifference) -> str:
     return diff.verdict() or ("kgopt higher" if diff.low > 0 else "kgopt lower")
 
 
@@ -941,8 +940,8 @@ def print_intervals(results: dict[str, dict[str, Any]]) -> None:
     print("\n| task | kgopt minus | ΔF1 [95% CI], n | seeds paired | verdict |")
     print("|---|---|---|---|---|")
     for key, method, d in rows:
-        line = PairedDifference.from_json(d).line()
-        print(f"| {key} | {method} | {line} | {', '.join(map(str, d['seeds']))} | {verdict(d)} |")
+        diff = PairedDifference.from_json(d)
+        print(f"| {key} | {method} | {diff.line()} | {', '.join(map(str, d['seeds']))} | {verdict(diff)} |")
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:

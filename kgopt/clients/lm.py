@@ -218,6 +218,11 @@ class CallBudget:
                 raise BudgetExceeded(f"the call budget of {self.max_calls} LLM requests is spent")
             self.sent += 1
 
+    @property
+    def left(self) -> int | None:
+        """Requests the cap still allows (None: no cap)."""
+        return None if self.max_calls is None else max(0, self.max_calls - self.sent)
+
 
 class BadResponse(EndpointError):
     """The endpoint answered 200 with a body that is not a chat completion (a proxy's error page, a cut-off body)."""
@@ -341,6 +346,11 @@ class EndpointLM(dspy.BaseLM):
     @property
     def requests_sent(self) -> int:
         return self._budget.sent
+
+    @property
+    def calls_left(self) -> int | None:
+        """Requests the cap still allows, shared with every copy (None: no cap)."""
+        return self._budget.left
 
     @property
     def dialect(self) -> str:

@@ -315,13 +315,13 @@ def test_the_call_budget_holds_across_copies_of_the_lm():
         proposer = lm.copy(temperature=1.0, rollout_id=1)
         lm("a")
         proposer("b")
-        assert lm.requests_sent == proposer.requests_sent == 2
+        assert lm.requests_sent == proposer.requests_sent == 2 and lm.calls_left == proposer.calls_left == 1
         proposer("c")
         with pytest.raises(BudgetExceeded):
             lm("d")
         with pytest.raises(BudgetExceeded):
             proposer("e")
-        assert len(server.requests) == 3 and lm.usage.calls == 3
+        assert len(server.requests) == 3 and lm.usage.calls == 3 and lm.calls_left == 0
         lm.max_calls = None  # lifting the cap lifts it for the copies too
         proposer("f")
-        assert lm.requests_sent == 4
+        assert lm.requests_sent == 4 and proposer.calls_left is None
