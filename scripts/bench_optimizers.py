@@ -213,7 +213,7 @@ COUNTS = Path("benchmarks/counts/optimizers")
 # pool-v4: MIPROv2 gets B trials (2 per pair left it short of B on a seed).
 PROTOCOLS = ("pool-v1", "pool-v2", "pool-v3", "pool-v4", "pool-v5")
 PROTOCOL = PROTOCOLS[-1]
-CHANGED_IN = {"kgopt_augmented": "pool-v2", "bootstrap_rs": "pool-v3", "gepa": "pool-v5", "mipro": "pool-v4"}  # else pool-v1
+CHANGED_IN = {"kgopt_augmented": "pool-v2", "bootstrap_rs": "pool-v3", "gepa": "pool-v5", "mipro": "pool-v4", "kgopt_reflect": "pool-v5"}  # else pool-v1
 ZERO_SHOT_RUNS = {way: f"zero-shot {way}" for way in ZERO_SHOT_WAYS}  # run names in a zero_shot counts file
 ENOUGH_ERRORS = 100_000  # DSPy stops at its max_errors; a call refused past B is a miss, not the end
 GEPA_ITERATION_CALLS = GEPA_MINIBATCH + 1  # what an iteration may spend up to its reflection call

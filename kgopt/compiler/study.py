@@ -40,6 +40,8 @@ import socket
 import statistics
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -494,7 +496,8 @@ def run_compile(options: CompileOptions, connection: Connection | None = None) -
     try:
         _set_up(study, created, comp, data.train, data.dev, o.instruction_proposals, o.instructzero_trials)
         _score_baseline(study, comp)
-        _run_trials(study, comp, o.trials, o.url, spent)
+        with _reserve_for_reflection(comp, o):
+            _run_trials(study, comp, o.trials, o.url, spent)
         _reflect(study, comp, o, spent)
         if comp.calls_failed is not None:
             raise CallsFailed(f"{comp.calls_failed}; no program was written, finished trials are kept in study {study.study_name}; "
@@ -649,6 +652,27 @@ def _instructzero(study: optuna.Study, comp: Compiler, shown: list, trials: int)
 
 
 REFLECT_FROM = 3  # dev records the model is shown per reflection: a small model's context stays small
+
+
+@contextmanager
+def _reserve_for_reflection(comp: Compiler, o: CompileOptions) -> Iterator[None]:
+    """Under ``--max-calls``, the trials leave ``--reflect``'s share of the budget: per instruction,
+    its proposal call and one scoring of all dev, plus the best trial's dev answers again when
+    there is no response cache to give them. Without it the trials spend the budget, and the
+    study ends before it reflects (seen on KG/zh at B = 150)."""
+    lm, cap = comp.lm, comp.lm.max_calls
+    if not o.reflections or cap is None:
+        yield
+        return
+    dev_calls = len(chunk_examples(comp.spec, comp.dev, comp.spec.split_size, False))
+    reserve = o.reflections * (1 + dev_calls) + (dev_calls if getattr(lm, "response_cache", None) is None else 0)
+    lm.max_calls = max(lm.requests_sent, cap - reserve)
+    logger.info("--reflect: the trials leave {} calls of the budget for the reflective instructions and their trials", cap - lm.max_calls)
+    try:
+        yield
+    finally:
+        lm.max_calls = cap
+        comp.budget_spent = lm.requests_sent >= cap  # the lower cap ended the trials; the budget is not spent
 
 
 def _reflect(study: optuna.Study, comp: Compiler, o: CompileOptions, spent: UsageSpan) -> None:

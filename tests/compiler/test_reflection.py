@@ -90,6 +90,19 @@ def test_a_resumed_study_reflects_once(oracle, shared_data, tmp_path):
     assert len(res.manifest["study"]["reflection"]["trials"]) == 1
 
 
+def test_under_a_call_budget_the_trials_leave_reflection_its_share(oracle, shared_data, tmp_path):
+    """With --max-calls and more trials than the budget pays for, the trials stop short of the
+    budget, so the study still reflects (before, the trials spent it and reflection never ran)."""
+    conn = fake_connection(oracle.server.url, cache_dir=tmp_path)  # kgopt compile's default: a response cache
+    budget = 60
+    res = compile_program(TASK, LANG, conn, source=SOURCE, trials=100, max_calls=budget, data_dir=shared_data, compiled_dir=tmp_path / "compiled",
+                          train_limit=12, dev_limit=6, instruction_proposals=0, augmented=False, halving=False, reflections=1)
+    [trial] = res.manifest["study"]["reflection"]["trials"]
+    assert len(oracle.reflect_prompts) == 1 and trial["state"] == "COMPLETE" and trial["f1"] == 100.0
+    assert conn.lm.requests_sent <= budget and conn.lm.max_calls == budget  # the budget holds, and is the budget again after
+    assert load_program(res.path)[0].instruction == MAGIC
+
+
 def test_without_reflect_nothing_is_asked(oracle, shared_data, tmp_path):
     res = _compile(oracle, shared_data, tmp_path)
     assert not oracle.reflect_prompts and "reflection" not in res.manifest["study"]
