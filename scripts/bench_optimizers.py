@@ -210,7 +210,9 @@ COUNTS = Path("benchmarks/counts/optimizers")
 # kgopt_augmented on Chinese shows the real samples' annotations only (augmentation's default
 # there since). pool-v3: MIPROv2, BRS and GEPA get schedules longer than B pays for, and B ends
 # them, so they spend B as kgopt does (under pool-v2 they stopped at 62-116 of 150 calls).
-# pool-v4: MIPROv2 gets B trials (2 per pair left it short of B on a seed).
+# pool-v4: MIPROv2 gets B trials (2 per pair left it short of B on a seed). pool-v5: GEPA's
+# rollout cap is 20 x B (GEPA_ROLLOUTS_PER_CALL), and kgopt_reflect's trials leave reflection its
+# share of B (under pool-v4 they spent it all, so the study never reflected).
 PROTOCOLS = ("pool-v1", "pool-v2", "pool-v3", "pool-v4", "pool-v5")
 PROTOCOL = PROTOCOLS[-1]
 CHANGED_IN = {"kgopt_augmented": "pool-v2", "bootstrap_rs": "pool-v3", "gepa": "pool-v5", "mipro": "pool-v4", "kgopt_reflect": "pool-v5"}  # else pool-v1
