@@ -53,10 +53,11 @@ Methods:
                  showing the real samples: annotations only on Chinese), then `kgopt compile`
                  on pool + accepted samples with what is left of B.
 Each method spends B (GEPA up to an iteration short), or runs its whole schedule first
-(MIPROv2's B trials, BRS's B candidates, GEPA's rollout cap): a schedule sized by a guess of what
-bootstrapping costs left them 62-116 calls of 150 (pool-v2), since cached answers and
-early-stopping bootstraps cost less than the guess. The run's notes say which (`budget_spent`). A call refused past B scores as a
-miss, so a candidate the cap cuts short is not chosen over one scored whole.
+(MIPROv2's B trials, BRS's B candidates, GEPA's rollout cap); the run's notes say which
+(`budget_spent`). A schedule sized by a guess of what bootstrapping costs left them 62-116 calls
+of 150 (pool-v2), since cached answers and early-stopping bootstraps cost less than the guess. A
+call refused past B scores as a miss, so a candidate the cap cuts short is not chosen over one
+scored whole.
 
 Ablations of kgopt (the same compile, one part changed):
 - kgopt_no_halving:    without successive halving (`halving=False`): every trial scores all of dev.

@@ -660,19 +660,20 @@ def _reserve_for_reflection(comp: Compiler, o: CompileOptions) -> Iterator[None]
     its proposal call and one scoring of all dev, plus the best trial's dev answers again when
     there is no response cache to give them. Without it the trials spend the budget, and the
     study ends before it reflects (seen on KG/zh at B = 150)."""
-    lm, cap = comp.lm, comp.lm.max_calls
+    lm = comp.lm
+    cap = lm.max_calls
     if not o.reflections or cap is None:
         yield
         return
     dev_calls = len(chunk_examples(comp.spec, comp.dev, comp.spec.split_size, False))
-    reserve = o.reflections * (1 + dev_calls) + (dev_calls if getattr(lm, "response_cache", None) is None else 0)
+    reserve = o.reflections * (1 + dev_calls) + (dev_calls if lm.response_cache is None else 0)
     lm.max_calls = max(lm.requests_sent, cap - reserve)
     logger.info("--reflect: the trials leave {} calls of the budget for the reflective instructions and their trials", cap - lm.max_calls)
     try:
         yield
     finally:
         lm.max_calls = cap
-        comp.budget_spent = lm.requests_sent >= cap  # the lower cap ended the trials; the budget is not spent
+        comp.budget_spent = lm.calls_left == 0  # the lower cap stopping the trials does not spend the budget
 
 
 def _reflect(study: optuna.Study, comp: Compiler, o: CompileOptions, spent: UsageSpan) -> None:
